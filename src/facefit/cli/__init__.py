@@ -1,0 +1,1 @@
+"""The command-line interface (typer). Thin: each command calls the library."""

@@ -1,0 +1,68 @@
+"""The ``facefit`` command. Each command lives in its own module and imports heavy
+libraries only inside its function, so ``facefit --help`` stays instant."""
+
+from __future__ import annotations
+
+import sys
+
+import typer
+
+from facefit.cli.bench import bench_app
+from facefit.cli.compare import compare
+from facefit.cli.demo import demo
+from facefit.cli.embed import embed
+from facefit.cli.models import models
+
+app = typer.Typer(
+    name="facefit",
+    help="Adapt face recognition to the people it is used on: align, embed, compare, evaluate, fine-tune.",
+    no_args_is_help=True,
+    add_completion=False,
+    pretty_exceptions_enable=False,
+    context_settings={"help_option_names": ["-h", "--help"]},
+)
+app.command()(embed)
+app.command()(compare)
+app.command()(demo)
+app.command()(models)
+app.add_typer(bench_app, name="bench")
+
+
+def _is_usage_error(exc: BaseException) -> bool:
+    # click's (or typer's vendored click's) ClickException, matched by interface.
+    return hasattr(exc, "format_message") and isinstance(getattr(exc, "exit_code", None), int)
+
+
+def main(argv: list[str] | None = None) -> None:
+    """Entry point: user errors become one line on stderr and a non-zero exit, never a traceback."""
+    from facefit.errors import FacefitError
+
+    try:
+        code = app(args=argv, prog_name="facefit", standalone_mode=False)
+    except FacefitError as exc:
+        print(f"facefit: error: {exc}", file=sys.stderr)
+        sys.exit(exc.exit_code)
+    except KeyboardInterrupt:
+        print("facefit: interrupted", file=sys.stderr)
+        sys.exit(130)
+    except BrokenPipeError:
+        sys.exit(0)
+    except Exception as exc:
+        name = type(exc).__name__
+        if name == "NoArgsIsHelpError":
+            print(exc.format_message())  # type: ignore[attr-defined]
+            sys.exit(0)
+        if name == "Abort":
+            print("facefit: aborted", file=sys.stderr)
+            sys.exit(130)
+        if not _is_usage_error(exc):
+            raise
+        ctx = getattr(exc, "ctx", None)
+        hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
+        print(f"facefit: error: {exc.format_message()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
+        sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    sys.exit(code if isinstance(code, int) else 0)
+
+
+if __name__ == "__main__":
+    main()

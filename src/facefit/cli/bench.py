@@ -1,0 +1,83 @@
+"""``facefit bench ...``: throughput benchmarks (figures for the README, never timed tests)."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facefit.cli.common import err, info, out
+
+bench_app = typer.Typer(help="Measure throughput on this machine.", no_args_is_help=True)
+
+
+def _bench_chips(data: Path | None, size: int, n: int = 64):  # noqa: ANN202
+    """Real aligned chips from the data folder when present, else random pixels (speed is content-blind)."""
+    import numpy as np
+
+    from facefit.demo import find_data_dir
+    from facefit.io.files import collect_images
+    from facefit.io.images import load_image
+
+    root = find_data_dir(data)
+    johns = root / "fixtures" / "johns" if root else None
+    if johns is not None and johns.is_dir():
+        files = collect_images([johns]).files[:n]
+        chips = [load_image(f) for f in files]
+        chips = [c for c in chips if c.shape[:2] == (size, size)]
+        if chips:
+            return np.stack(chips), f"{len(chips)} real aligned chips from {johns}"
+    rng = np.random.default_rng(0)
+    return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), f"{n} random {size}x{size} chips (no data found)"
+
+
+@bench_app.command("embed")
+def bench_embed(
+    batch: Annotated[list[int], typer.Option("--batch", "-b", min=1, help="Batch sizes to time.")] = [1, 32, 64],  # noqa: B006
+    seconds: Annotated[float, typer.Option("--seconds", min=0.1, help="Time per measurement.")] = 4.0,
+    threads: Annotated[list[int] | None, typer.Option("--threads", "-t", min=1,
+                                                      help="torch CPU thread counts to time (default: 1 and all).")]
+    = None,
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
+    data: Annotated[Path | None, typer.Option("--data", help="Data folder with fixtures/johns.")] = None,
+    no_dlib: Annotated[bool, typer.Option("--no-dlib", help="Skip dlib's descriptor (slow: ~20 img/s).")] = False,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+) -> None:
+    """Embedding throughput (images/s) of facefit vs dlib's compute_face_descriptor on the same chips."""
+    import json
+    import os
+    import platform
+
+    import torch
+    from rich.table import Table
+
+    from facefit.bench.embed import bench_dlib, bench_facefit
+    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.models import create_model
+
+    if json_out is not None:
+        check_writable(json_out, overwrite=False)
+    threads = threads or sorted({1, torch.get_num_threads()})
+    net = create_model(model)
+    size = net.contract.input_size[0]
+    chips, what = _bench_chips(data, size)
+    info(f"benchmarking on {what}; torch {torch.__version__}, {os.cpu_count()} CPU(s), "
+         f"{platform.processor() or platform.machine()}; dlib's descriptor runs on one thread")
+    rows = bench_facefit(net, chips, batch, seconds, threads)
+    dlib_rows = [] if no_dlib or net.contract.architecture != "dlib-resnet" else bench_dlib(chips, batch, seconds)
+    threads_used = threads
+    by_batch = {r.batch: r for r in dlib_rows}
+    table = Table(title="embedding throughput", title_justify="left")
+    for col in ("backend", "batch", "images/s", "ms/image", "vs dlib"):
+        table.add_column(col, justify="left" if col == "backend" else "right")
+    for r in rows + dlib_rows:
+        ref = by_batch.get(r.batch)
+        ratio = f"{r.images_per_s / ref.images_per_s:.1f}x" if ref and r is not ref else ""
+        table.add_row(r.backend, str(r.batch), f"{r.images_per_s:.1f}", f"{1000 / r.images_per_s:.2f}", ratio)
+    out.print(table)
+    if json_out is not None:
+        doc = {"rows": [r.as_dict() for r in rows + dlib_rows], "threads": threads_used,
+               "torch": torch.__version__, "model": net.contract.id, "chips": what}
+        write_text_atomic(json_out, json.dumps(doc, indent=2))
+        err.print(f"wrote {json_out}", markup=False)

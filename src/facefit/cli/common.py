@@ -1,0 +1,93 @@
+"""Shared pieces of the CLI: consoles, progress bars, failure reports. Imports stay light."""
+
+from __future__ import annotations
+
+import enum
+import os
+import sys
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from pathlib import Path
+
+from rich.console import Console
+
+
+def _width(stream) -> int | None:  # noqa: ANN001
+    # Rich assumes 80 columns when not on a terminal; tables of results need more.
+    return None if stream.isatty() or os.environ.get("COLUMNS") else 120
+
+
+err = Console(stderr=True, highlight=False, soft_wrap=True, width=_width(sys.stderr))
+out = Console(highlight=False, soft_wrap=True, width=_width(sys.stdout))
+
+
+class Metric(enum.StrEnum):
+    euclidean = "euclidean"
+    cosine = "cosine"
+
+
+class Faces(enum.StrEnum):
+    all = "all"
+    largest = "largest"
+    center = "center"
+
+
+class Detector(enum.StrEnum):
+    hog = "hog"
+    mmod = "mmod"
+    auto = "auto"
+
+
+def warn(message: str) -> None:
+    err.print(f"facefit: warning: {message}", markup=False)
+
+
+def info(message: str) -> None:
+    err.print(message, markup=False)
+
+
+def progress_enabled() -> bool:
+    flag = os.environ.get("FACEFIT_PROGRESS", "auto").lower()
+    if flag in ("0", "false", "no", "off"):
+        return False
+    if flag in ("1", "true", "yes", "on"):
+        return True
+    return sys.stderr.isatty()
+
+
+class _Bar:
+    def __init__(self, progress, task) -> None:  # noqa: ANN001
+        self._p, self._t = progress, task
+
+    def advance(self, n: int = 1) -> None:
+        if self._p is not None:
+            self._p.advance(self._t, n)
+
+
+@contextmanager
+def progress_bar(description: str, total: int | None) -> Iterator[_Bar]:
+    """A rich progress bar on stderr when it is a terminal; silent otherwise."""
+    if not progress_enabled():
+        yield _Bar(None, None)
+        return
+    from rich.progress import BarColumn, MofNCompleteColumn, Progress, TextColumn, TimeRemainingColumn
+
+    columns = (TextColumn("{task.description}"), BarColumn(), MofNCompleteColumn(), TimeRemainingColumn())
+    with Progress(*columns, console=err, transient=True) as p:
+        yield _Bar(p, p.add_task(description, total=total))
+
+
+def report_failures(failures: Sequence[tuple[str, str]], failures_path: Path | None, total: int, what: str) -> None:
+    """Print each failure on one line, a count, and where the list was written."""
+    for path, reason in failures:
+        err.print(f"facefit: {path}: {reason}", markup=False)
+    if failures:
+        where = f"; list written to {failures_path}" if failures_path else ""
+        warn(f"{len(failures)} of {total} {what} failed{where}")
+
+
+def write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
+    from facefit.io.files import write_text_atomic
+
+    lines = ["path\treason"] + [f"{p}\t{r}" for p, r in failures]
+    write_text_atomic(path, "\n".join(lines) + "\n")

@@ -1,0 +1,29 @@
+"""``facefit demo``: the main job end to end on the shared data."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facefit.cli.common import err, out
+
+
+def demo(
+    data: Annotated[Path | None, typer.Option("--data", help="Data folder holding fixtures/ (default: "
+                                                             "$FACEFIT_DATA or ../shared/data).", show_default=False)]
+    = None,
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder the demo writes its figures and files to.")]
+    = Path("out/demo"),
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
+) -> None:
+    """Run the main job on the shared fixtures: align, embed, check against dlib, compare faces."""
+    from facefit.demo import find_data_dir, run_demo
+
+    root = find_data_dir(data)
+    if root is None:
+        err.print("facefit: error: no data folder found (looked for $FACEFIT_DATA and ../shared/data); "
+                  "pass --data DIR, a folder holding fixtures/johns and fixtures/yale/original", markup=False)
+        raise typer.Exit(2)
+    run_demo(root, out_dir, out, workers=workers)

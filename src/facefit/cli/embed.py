@@ -1,0 +1,80 @@
+"""``facefit embed``: faces in image files -> an .npz of embeddings."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facefit.cli.common import Detector, Faces, err, info, progress_bar, report_failures, write_failures
+
+EXIT_PARTIAL = 3
+
+
+def embed(
+    inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).",
+                                                 show_default=False)],
+    out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file.", show_default=False)],
+    model: Annotated[str, typer.Option("--model", "-m", help="Model name or path (folder or dlib .dat).")]
+    = "dlib-resnet",
+    aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips: skip detection.")]
+    = False,
+    faces: Annotated[Faces, typer.Option("--faces", help="Which faces to keep from each image.")] = Faces.all,
+    detector: Annotated[Detector, typer.Option("--detector", help="hog (fast), mmod (CNN, slow) or auto "
+                                                                   "(hog, padded hog, then mmod).")] = Detector.hog,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1,
+                                                help="Detection processes (default: CPU cores, at most 4).")]
+    = None,
+    batch_size: Annotated[int, typer.Option("--batch-size", min=1, help="Faces per forward pass.")] = 64,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing output file.")] = False,
+) -> None:
+    """Detect, align and embed every face in the inputs; write them to an .npz.
+
+    The file holds `paths` (one per face), `embeddings` (float32, N x D, the
+    model's raw output), `boxes` and `landmarks` (absent with --aligned),
+    `face_index`, `scores`, and the model's embedding `contract`. Files that
+    fail (unreadable, no face) are listed on stderr and, beside a written
+    output, in OUT.failures.tsv; the exit code is 3 when some failed and 1
+    when all did (then nothing is written).
+    """
+    from facefit.io.embeddings import save_embeddings
+    from facefit.io.files import check_writable, collect_images
+    from facefit.models import create_model
+    from facefit.pipeline import embed_files
+
+    out = check_writable(out, overwrite)
+    failures_path = out.with_name(out.name + ".failures.tsv")
+    check_writable(failures_path, overwrite)
+    found = collect_images(inputs)
+    if found.skipped:
+        info(f"skipping {len(found.skipped)} non-image file(s) in the input folders, e.g. {found.skipped[0]}")
+    if not found.files:
+        raise typer.BadParameter("no image files found in the inputs", param_hint="INPUTS")
+    net = create_model(model)
+    with progress_bar("embedding", total=len(found.files)) as bar:
+        result = embed_files(found.files, net, faces=faces.value, detector=detector.value, aligned=aligned,
+                             workers=workers, batch_size=batch_size, on_image=bar.advance)
+    written_list = failures_path if result.failures and len(result) else None
+    report_failures(result.failures, written_list, result.n_images, "images")
+    if not len(result):
+        err.print("facefit: error: no face was embedded; nothing written", markup=False)
+        raise typer.Exit(1)
+    import numpy as np
+
+    extra = {"face_index": np.asarray(result.face_index, np.int32), "scores": np.asarray(result.scores, np.float32),
+             "detectors": np.asarray(result.detectors, dtype=str)}
+    if not aligned:
+        extra["boxes"] = np.asarray(result.boxes, np.float32).reshape(-1, 4)
+        extra["landmarks"] = np.asarray(result.landmarks, np.float32).reshape(-1, 5, 2)
+    save_embeddings(out, paths=result.paths, embeddings=result.embeddings, contract_json=net.contract.to_json(),
+                    extra=extra)
+    if result.failures:
+        write_failures(failures_path, result.failures)
+    elif failures_path.exists():
+        failures_path.unlink()  # a stale list from an earlier run (we were allowed to overwrite) would mislead
+    n_ok = result.n_images - len(result.failures)
+    info(f"wrote {len(result)} face embedding(s) from {n_ok} of {result.n_images} image(s) to {out} "
+         f"[{net.contract.id}]")
+    if result.failures:
+        raise typer.Exit(EXIT_PARTIAL)

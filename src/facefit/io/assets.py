@@ -1,0 +1,107 @@
+"""Locating model assets and the on-disk cache.
+
+dlib's model files come from the PyPI package ``face-recognition-models`` (CC0
+for the ResNet, the 5-point predictor and the MMOD detector). The package cannot
+be imported on current setuptools (its ``__init__`` needs ``pkg_resources``), so
+its folder is found through the import system without running it.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import importlib.util
+import os
+from dataclasses import dataclass
+from pathlib import Path
+
+from facefit.errors import WeightsNotFoundError
+
+WEIGHTS_PACKAGE = "face-recognition-models"
+_MODULE = "face_recognition_models"
+ENV_MODELS_DIR = "FACEFIT_DLIB_MODELS"
+ENV_CACHE = "FACEFIT_CACHE"
+
+
+@dataclass(frozen=True)
+class AssetFile:
+    """A file shipped by a PyPI package, with the digest it must have."""
+
+    filename: str
+    sha256: str
+    licence: str
+    package: str = WEIGHTS_PACKAGE
+    source: str = "https://github.com/davisking/dlib-models"
+
+
+RESNET_V1 = AssetFile(
+    "dlib_face_recognition_resnet_model_v1.dat",
+    "55533b28a95800a551ba546ba62fe69625c7e95a7061c338adffead08719da30",
+    "CC0-1.0",
+)
+SHAPE_PREDICTOR_5 = AssetFile(
+    "shape_predictor_5_face_landmarks.dat",
+    "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
+    "CC0-1.0",
+)
+MMOD_DETECTOR = AssetFile(
+    "mmod_human_face_detector.dat",
+    "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
+    "CC0-1.0",
+)
+
+
+def models_dir() -> Path | None:
+    """The folder holding dlib's model files, or None when the package is missing."""
+    override = os.environ.get(ENV_MODELS_DIR)
+    if override:
+        return Path(override)
+    spec = importlib.util.find_spec(_MODULE)
+    if spec is None or not spec.submodule_search_locations:
+        return None
+    return Path(list(spec.submodule_search_locations)[0]) / "models"
+
+
+def locate(asset: AssetFile) -> Path:
+    """Path of an asset file; raises WeightsNotFoundError with the fix when it is missing."""
+    folder = models_dir()
+    if folder is None:
+        raise WeightsNotFoundError(
+            f"{asset.filename}: the package {asset.package} is not installed; "
+            f"install it with `pip install {asset.package}` (or set {ENV_MODELS_DIR} to a folder holding the file)"
+        )
+    path = folder / asset.filename
+    if not path.is_file():
+        raise WeightsNotFoundError(
+            f"{path}: not found; reinstall `{asset.package}` "
+            f"or set {ENV_MODELS_DIR} to a folder holding {asset.filename}"
+        )
+    return path
+
+
+def sha256_file(path: str | Path, chunk: int = 1 << 20) -> str:
+    """Hex sha256 of a file's bytes."""
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(chunk):
+            h.update(block)
+    return h.hexdigest()
+
+
+def verified(asset: AssetFile) -> tuple[Path, str]:
+    """Locate an asset and check its digest; returns (path, sha256)."""
+    path = locate(asset)
+    digest = sha256_file(path)
+    if digest != asset.sha256:
+        raise WeightsNotFoundError(
+            f"{path}: sha256 {digest[:12]}... does not match the expected {asset.sha256[:12]}...; "
+            f"the file is corrupt or a different release: reinstall `{asset.package}`"
+        )
+    return path, digest
+
+
+def cache_dir() -> Path:
+    """facefit's cache folder: $FACEFIT_CACHE, else $XDG_CACHE_HOME/facefit, else ~/.cache/facefit."""
+    if os.environ.get(ENV_CACHE):
+        return Path(os.environ[ENV_CACHE])
+    base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
+    return Path(base) / "facefit"

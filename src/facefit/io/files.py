@@ -1,0 +1,92 @@
+"""Collecting input files and writing outputs without ever clobbering a user's file."""
+
+from __future__ import annotations
+
+import os
+import tempfile
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
+from dataclasses import dataclass, field
+from pathlib import Path
+
+from facefit.errors import OutputExistsError, UsageError
+from facefit.io.images import is_image_name
+
+
+@dataclass
+class InputSet:
+    """Image files found under the given inputs, and what was passed over."""
+
+    files: list[Path] = field(default_factory=list)
+    skipped: list[Path] = field(default_factory=list)  # non-image files inside folders
+
+
+def collect_images(inputs: Sequence[str | os.PathLike]) -> InputSet:
+    """Expand files and folders (recursively, sorted) into image files.
+
+    A file named explicitly is always kept, whatever its suffix, so that a bad
+    file gets a clear error later instead of vanishing. Inside folders only
+    image suffixes are taken; hidden entries are ignored and the rest listed as
+    skipped. A missing input is an error.
+    """
+    result = InputSet()
+    seen: set[Path] = set()
+    for item in inputs:
+        path = Path(item)
+        if not path.exists():
+            raise UsageError(f"{path}: no such file or folder")
+        if path.is_dir():
+            for root, dirs, names in os.walk(path):
+                dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+                for name in sorted(names):
+                    if name.startswith("."):
+                        continue
+                    p = Path(root) / name
+                    (result.files if is_image_name(p) else result.skipped).append(p)
+        else:
+            result.files.append(path)
+    unique = []
+    for p in result.files:
+        key = p.resolve()
+        if key not in seen:
+            seen.add(key)
+            unique.append(p)
+    result.files = unique
+    return result
+
+
+def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
+    """Refuse an existing output unless ``overwrite``; make sure its folder exists."""
+    out = Path(path)
+    if out.exists() and (out.is_dir() or not overwrite):
+        raise OutputExistsError(out)
+    try:
+        out.parent.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{out.parent}: cannot create folder: {exc.strerror or exc}") from None
+    return out
+
+
+@contextmanager
+def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
+    """Yield a temporary path beside ``path`` that replaces it only if the block succeeds."""
+    out = Path(path)
+    fd, tmp = tempfile.mkstemp(dir=out.parent, prefix=f".{out.name}.", suffix=suffix or out.suffix)
+    os.close(fd)
+    try:
+        yield Path(tmp)
+        os.replace(tmp, out)
+    finally:
+        if os.path.exists(tmp):
+            os.unlink(tmp)
+
+
+def write_text_atomic(path: str | os.PathLike, text: str) -> None:
+    with atomic_path(path) as tmp:
+        tmp.write_text(text)
+
+
+def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
+    """Run ``writer(tmp_path)`` and move the result into place atomically."""
+    with atomic_path(path) as tmp:
+        writer(tmp)

@@ -1,0 +1,112 @@
+"""Robust image loading: any common file in, an RGB uint8 array out, or one clear error.
+
+Handles EXIF orientation, grey, RGBA/LA (composited on white), palette,
+16-bit and 32-bit integer, float and CMYK images, multi-frame files (first
+frame), and guards against decompression bombs before decoding any pixels.
+"""
+
+from __future__ import annotations
+
+import io
+import os
+import warnings
+from pathlib import Path
+
+import numpy as np
+
+from facefit.errors import ImageError
+
+DEFAULT_MAX_PIXELS = 100_000_000
+ENV_MAX_PIXELS = "FACEFIT_MAX_PIXELS"
+IMAGE_SUFFIXES = frozenset(
+    {".jpg", ".jpeg", ".png", ".bmp", ".gif", ".tif", ".tiff", ".webp", ".pgm", ".ppm", ".pbm", ".jfif"}
+)
+
+
+def max_pixels() -> int:
+    value = os.environ.get(ENV_MAX_PIXELS)
+    try:
+        return int(value) if value else DEFAULT_MAX_PIXELS
+    except ValueError:
+        raise ImageError(None, f"{ENV_MAX_PIXELS}={value!r} is not a whole number") from None
+
+
+def _to_uint8_rgb(im) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, imported lazily
+    from PIL import Image
+
+    mode = im.mode
+    if mode in ("I;16", "I;16B", "I;16L", "I;16N", "I"):
+        arr = np.asarray(im).astype(np.float64)
+        peak = float(arr.max(initial=0))
+        if mode.startswith("I;16"):
+            top = 65535.0
+        else:  # 32-bit integer: guess the bit depth the values were written with
+            top = 255.0 if peak <= 255 else 65535.0 if peak <= 65535 else peak
+        grey = np.clip(np.rint(arr * (255.0 / top)), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "F":
+        arr = np.asarray(im, dtype=np.float64)
+        finite = arr[np.isfinite(arr)]
+        scale = 255.0 if finite.size and finite.max() <= 1.0 else 1.0
+        grey = np.clip(np.nan_to_num(arr * scale), 0, 255).astype(np.uint8)
+        return np.repeat(grey[..., None], 3, axis=2)
+    if mode == "P":
+        im = im.convert("RGBA" if "transparency" in im.info else "RGB")
+        mode = im.mode
+    if mode in ("RGBA", "LA", "PA", "RGBa", "La"):
+        rgba = im.convert("RGBA")
+        background = Image.new("RGBA", rgba.size, (255, 255, 255, 255))
+        im = Image.alpha_composite(background, rgba)
+    return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
+
+
+def load_image(source: str | os.PathLike | bytes, *, limit_pixels: int | None = None) -> np.ndarray:
+    """Read an image file (or its bytes) as an RGB uint8 array (H, W, 3), upright.
+
+    Raises ImageError naming the file and the reason for anything unreadable.
+    """
+    from PIL import Image, ImageOps, UnidentifiedImageError
+
+    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    limit = limit_pixels if limit_pixels is not None else max_pixels()
+    if not isinstance(source, bytes):
+        path = Path(source)
+        if not path.exists():
+            raise ImageError(name, "no such file")
+        if path.is_dir():
+            raise ImageError(name, "is a folder, not an image")
+        try:
+            if path.stat().st_size == 0:
+                raise ImageError(name, "empty file (0 bytes)")
+        except OSError as exc:
+            raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
+    fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            with Image.open(fp) as im:
+                w, h = im.size
+                if w <= 0 or h <= 0:
+                    raise ImageError(name, f"invalid image size {w}x{h}")
+                if w * h > limit:
+                    raise ImageError(name, f"image too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
+                                           f"{limit / 1e6:.0f} MP limit (set {ENV_MAX_PIXELS} to raise it)")
+                im.seek(0)
+                im.load()
+                im = ImageOps.exif_transpose(im) or im
+                return _to_uint8_rgb(im)
+    except ImageError:
+        raise
+    except UnidentifiedImageError:
+        raise ImageError(name, "not an image file (unknown or unsupported format)") from None
+    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
+        raise ImageError(name, f"image too large: {exc}") from None
+    except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
+        reason = str(exc) or type(exc).__name__
+        if "truncated" in reason:
+            reason = "truncated or damaged image data"
+        raise ImageError(name, f"cannot decode image: {reason}") from None
+
+
+def is_image_name(path: Path) -> bool:
+    return path.suffix.lower() in IMAGE_SUFFIXES

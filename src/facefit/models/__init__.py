@@ -1,0 +1,13 @@
+"""Face-embedding models: registry, factory, contracts and architectures."""
+
+from facefit.models import dlib_resnet as _dlib_resnet  # noqa: F401 - registers "dlib-resnet"
+from facefit.models.artifact import save_model
+from facefit.models.base import FaceEmbedder
+from facefit.models.contract import EmbeddingContract
+from facefit.models.factory import create_model
+from facefit.models.registry import get_spec, list_models, register_model
+
+__all__ = [
+    "EmbeddingContract", "FaceEmbedder", "create_model", "get_spec", "list_models",
+    "register_model", "save_model",
+]

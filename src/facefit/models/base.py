@@ -1,0 +1,110 @@
+"""The base class of every face-embedding network: preprocessing and batched inference."""
+
+from __future__ import annotations
+
+from collections.abc import Callable, Sequence
+
+import numpy as np
+import torch
+from torch import nn
+
+from facefit.models.contract import EmbeddingContract
+
+
+class FaceEmbedder(nn.Module):
+    """An ``nn.Module`` mapping aligned face chips to embeddings.
+
+    Subclasses implement ``forward`` on normalised NCHW float tensors. ``embed``
+    is the convenience path for numpy uint8 chips: it runs a frozen, cached
+    inference copy (see ``inference_copy``), so it never touches training state.
+    """
+
+    def __init__(self, contract: EmbeddingContract) -> None:
+        super().__init__()
+        self.contract = contract
+        mean = torch.tensor(contract.mean, dtype=torch.float32).view(1, 3, 1, 1)
+        std = torch.tensor(contract.std, dtype=torch.float32).view(1, 3, 1, 1)
+        self.register_buffer("_mean", mean, persistent=False)
+        self.register_buffer("_std", std, persistent=False)
+
+    def inference_copy(self) -> nn.Module:
+        """A frozen copy of this network tuned for inference; subclasses may fold layers.
+
+        It must compute the same function as ``forward`` (up to float rounding).
+        """
+        import copy
+
+        net = copy.deepcopy(self)
+        net.__dict__.pop("_inference_cache", None)
+        return net
+
+    def _inference_net(self) -> nn.Module:
+        """The cached inference copy, rebuilt whenever a parameter changed (optimizer step, load)."""
+        params = list(self.parameters())
+        key = (tuple(p._version for p in params), tuple(p.data_ptr() for p in params), self._mean.device)
+        cached = self.__dict__.get("_inference_cache")
+        if cached is None or cached[0] != key:
+            net = self.inference_copy().eval()
+            for p in net.parameters():
+                p.requires_grad_(False)
+            if self._mean.device.type == "cpu":
+                net = net.to(memory_format=torch.channels_last)
+            # A plain attribute, not a submodule: it must never enter state_dict().
+            self.__dict__["_inference_cache"] = (key, net)
+            cached = self.__dict__["_inference_cache"]
+        return cached[1]
+
+    @property
+    def embedding_dim(self) -> int:
+        return self.contract.embedding_dim
+
+    def preprocess(self, chips: torch.Tensor) -> torch.Tensor:
+        """uint8 (N, H, W, 3) RGB chips -> normalised float (N, 3, H, W)."""
+        if chips.dtype != torch.uint8:
+            raise TypeError(f"chips must be uint8, got {chips.dtype}")
+        x = chips.to(self._mean.device).permute(0, 3, 1, 2).float()
+        return (x - self._mean) / self._std
+
+    def check_chips(self, chips: np.ndarray) -> np.ndarray:
+        """Validate the shape and dtype of a chip batch and return it as a contiguous array."""
+        if isinstance(chips, Sequence) and not isinstance(chips, np.ndarray):
+            chips = np.stack([np.asarray(c) for c in chips]) if len(chips) else np.empty((0, 0, 0, 3), np.uint8)
+        chips = np.asarray(chips)
+        h, w = self.contract.input_size
+        if chips.ndim == 3:
+            chips = chips[None]
+        if chips.ndim != 4 or chips.shape[1:] != (h, w, 3) and chips.shape[0] > 0:
+            raise ValueError(
+                f"expected aligned chips of shape (N, {h}, {w}, 3), got {tuple(chips.shape)}; "
+                f"align faces with facefit.align.detect_and_align first"
+            )
+        if chips.dtype != np.uint8:
+            raise TypeError(f"expected uint8 RGB chips, got dtype {chips.dtype}")
+        return np.ascontiguousarray(chips)
+
+    @torch.inference_mode()
+    def embed(
+        self,
+        chips: np.ndarray | Sequence[np.ndarray],
+        batch_size: int = 64,
+        on_batch: Callable[[int], None] | None = None,
+    ) -> np.ndarray:
+        """Embed aligned uint8 RGB chips (N, H, W, 3); returns float32 (N, D) raw outputs.
+
+        ``on_batch(n)`` is called after each batch with its size (for progress bars).
+        """
+        if batch_size < 1:
+            raise ValueError(f"batch_size must be >= 1, got {batch_size}")
+        arr = self.check_chips(chips)
+        out = np.empty((len(arr), self.embedding_dim), dtype=np.float32)
+        net = self._inference_net()
+        channels_last = self._mean.device.type == "cpu"
+        for start in range(0, len(arr), batch_size):
+            batch = torch.from_numpy(arr[start : start + batch_size])
+            x = self.preprocess(batch)
+            if channels_last:
+                x = x.contiguous(memory_format=torch.channels_last)
+            out[start : start + len(batch)] = net(x).float().cpu().numpy()
+            if on_batch is not None:
+                on_batch(len(batch))
+        return out

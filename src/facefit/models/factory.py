@@ -1,0 +1,96 @@
+"""``create_model``: one entry point for registered names, model folders and dlib files."""
+
+from __future__ import annotations
+
+import os
+from dataclasses import replace
+from pathlib import Path
+
+import torch
+
+from facefit.errors import ModelNotFoundError, WeightsNotFoundError
+from facefit.io.assets import sha256_file, verified
+from facefit.models import artifact
+from facefit.models.base import FaceEmbedder
+from facefit.models.registry import get_spec, is_registered
+from facefit.models.weights import dlib_dat_state
+
+
+def create_model(
+    name: str | os.PathLike,
+    pretrained: bool = True,
+    *,
+    device: str | torch.device | None = None,
+) -> FaceEmbedder:
+    """Build a face-embedding model.
+
+    ``name`` is a registered name (see ``list_models()``), a facefit model folder
+    (as written by ``save_model`` or ``facefit train``), or a dlib ``.dat`` file of
+    the dlib ResNet. With ``pretrained=False`` a registered model is randomly
+    initialised. The model is returned in eval mode, carrying its ``contract``.
+    """
+    text = os.fspath(name)
+    if is_registered(text):
+        model = _from_registry(text, pretrained)
+    else:
+        path = Path(text).expanduser()
+        if artifact.is_model_dir(path):
+            model = _from_model_dir(path)
+        elif path.is_dir() and (path / "model").is_dir() and artifact.is_model_dir(path / "model"):
+            model = _from_model_dir(path / "model")  # a training run folder
+        elif path.is_file() and path.suffix == ".dat":
+            model = _from_dlib_file(path)
+        elif path.exists():
+            raise ModelNotFoundError(
+                f"{path}: not a model: expected a facefit model folder (with {artifact.META_FILE}) or a dlib .dat file"
+            )
+        else:
+            get_spec(text)  # raises the "unknown model" error with suggestions
+            raise AssertionError("unreachable")
+    model.eval()
+    if device is not None:
+        model.to(device)
+    return model
+
+
+def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
+    spec = get_spec(name)
+    model = spec.builder(spec.contract)
+    if not pretrained:
+        return model
+    if spec.pretrained is None:
+        raise WeightsNotFoundError(f"{name}: no pretrained weights are registered; use pretrained=False")
+    cfg = spec.pretrained
+    path, digest = verified(cfg.asset)
+    if cfg.format != "dlib-dat":
+        raise WeightsNotFoundError(f"{name}: unsupported weight format {cfg.format!r}")
+    state, _mean = dlib_dat_state(model, path, digest)
+    model.load_state_dict(state)
+    model.contract = spec.contract.with_weights(digest)
+    return model
+
+
+def _from_dlib_file(path: Path) -> FaceEmbedder:
+    spec = get_spec("dlib-resnet")
+    digest = sha256_file(path)
+    probe = spec.builder(spec.contract)
+    state, mean = dlib_dat_state(probe, path, digest)
+    contract = replace(spec.contract, mean=mean, weights_sha256=digest, name=path.stem,
+                       source=str(path), licence="see the file's source")
+    model = spec.builder(contract)
+    model.load_state_dict(state)
+    return model
+
+
+def _from_model_dir(path: Path) -> FaceEmbedder:
+    contract, _meta = artifact.read_model_meta(path)
+    spec = get_spec(contract.architecture)
+    model = spec.builder(contract)
+    state = artifact.load_state(path, contract)
+    missing, unexpected = model.load_state_dict(state, strict=False)
+    if missing or unexpected:
+        raise WeightsNotFoundError(
+            f"{path}: weights do not fit {contract.architecture} "
+            f"(missing {len(missing)} keys, e.g. {missing[:2]}; unexpected {len(unexpected)}, e.g. {unexpected[:2]})"
+        )
+    return model

@@ -1,0 +1,199 @@
+"""The facefit command on good and bad input, run as a real subprocess."""
+
+from __future__ import annotations
+
+import hashlib
+import os
+import re
+import shutil
+import subprocess
+import sys
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefit.io.embeddings import load_embeddings
+
+
+def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+    full_env = {**os.environ, "FACEFIT_PROGRESS": "0", **(env or {})}
+    return subprocess.run([sys.executable, "-m", "facefit.cli.app", *map(str, args)], capture_output=True,
+                          text=True, env=full_env, cwd=cwd, timeout=300)
+
+
+def one_line_error(proc: subprocess.CompletedProcess) -> str:
+    assert "Traceback" not in proc.stderr, proc.stderr
+    lines = [ln for ln in proc.stderr.splitlines() if ln.startswith("facefit: error:")]
+    assert len(lines) == 1, proc.stderr
+    return lines[0]
+
+
+def test_help_does_not_import_heavy_libraries() -> None:
+    code = ("import sys, facefit, facefit.cli.app; "
+            "print(sorted(m for m in ('torch', 'dlib', 'cv2', 'matplotlib') if m in sys.modules))")
+    out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
+    assert out.stdout.strip() == "[]"
+    proc = run("--help")
+    assert proc.returncode == 0
+    for command in ("embed", "compare", "demo", "bench", "models"):
+        assert command in proc.stdout
+
+
+@pytest.fixture()
+def mixed_inputs(tmp_path: Path, yale_dir: Path) -> Path:
+    """Real photos plus the bad files users actually have."""
+    d = tmp_path / "photos"
+    d.mkdir()
+    for name in ("subject01/01_normal.png", "subject02/02_happy.png", "subject03/03_glasses.png"):
+        shutil.copy(yale_dir / name, d / Path(name).name)
+    (d / "empty.jpg").write_bytes(b"")
+    (d / "notes.txt").write_text("not an image, and not named like one")
+    (d / "broken.jpg").write_bytes(b"\xff\xd8\xff\xe0 broken jpeg")
+    from PIL import Image
+
+    Image.new("RGB", (300, 200), (120, 120, 120)).save(d / "wall.png")
+    return d
+
+
+def test_embed_batch_continues_and_reports_failures(mixed_inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb.npz"
+    proc = run("embed", mixed_inputs, "--out", out, "-j", "2")
+    assert proc.returncode == 3, proc.stderr
+    assert "Traceback" not in proc.stderr
+    assert re.search(r"broken\.jpg: cannot decode image", proc.stderr)
+    assert re.search(r"empty\.jpg: empty file", proc.stderr)
+    assert re.search(r"wall\.png: no face found", proc.stderr)
+    assert "3 of 6 images failed" in proc.stderr
+    assert "skipping 1 non-image file" in proc.stderr
+    failures = (tmp_path / "emb.npz.failures.tsv").read_text().splitlines()
+    assert failures[0] == "path\treason" and len(failures) == 4
+    data = load_embeddings(out)
+    assert data.embeddings.shape == (3, 128) and data.embeddings.dtype == np.float32
+    assert [Path(p).name for p in data.paths] == ["01_normal.png", "02_happy.png", "03_glasses.png"]
+    assert data.arrays["boxes"].shape == (3, 4) and data.arrays["landmarks"].shape == (3, 5, 2)
+    assert data.contract_id == "dlib-resnet:04e060c5023de2dc"
+    # The saved embedding is the model's raw output for that face.
+    from facefit import create_model, detect_and_align
+
+    face = detect_and_align(mixed_inputs / "02_happy.png")[0]
+    np.testing.assert_allclose(data.embeddings[1], create_model("dlib-resnet").embed(face.chip[None])[0], atol=1e-5)
+
+
+def test_embed_never_overwrites_silently(mixed_inputs: Path, tmp_path: Path) -> None:
+    out = tmp_path / "emb.npz"
+    out.write_bytes(b"precious user data")
+    proc = run("embed", mixed_inputs / "01_normal.png", "--out", out)
+    assert proc.returncode == 1
+    assert "already exists; pass --overwrite" in one_line_error(proc)
+    assert out.read_bytes() == b"precious user data"
+    proc = run("embed", mixed_inputs / "01_normal.png", "--out", out, "--overwrite")
+    assert proc.returncode == 0, proc.stderr
+    assert load_embeddings(out).embeddings.shape == (1, 128)
+
+
+def test_embed_aligned_chips(johns_dir: Path, tmp_path: Path) -> None:
+    out = tmp_path / "johns.npz"
+    proc = run("embed", johns_dir, "--aligned", "--out", out)
+    assert proc.returncode == 0, proc.stderr
+    data = load_embeddings(out)
+    assert data.embeddings.shape == (55, 128)
+    assert "boxes" not in data.arrays and "landmarks" not in data.arrays
+
+
+def test_embed_single_bad_file_and_bad_arguments(tmp_path: Path) -> None:
+    bad = tmp_path / "x.jpg"
+    bad.write_text("nope")
+    proc = run("embed", bad, "--out", tmp_path / "o.npz")
+    assert proc.returncode == 1
+    assert "no face was embedded" in one_line_error(proc)
+    assert f"{bad}: not an image file" in proc.stderr
+    assert not (tmp_path / "o.npz").exists()
+    proc = run("embed", tmp_path / "missing.jpg", "--out", tmp_path / "o.npz")
+    assert proc.returncode == 2 and "missing.jpg: no such file or folder" in one_line_error(proc)
+    proc = run("embed", bad, "--out", tmp_path / "o.npz", "--faces", "biggest")
+    assert proc.returncode == 2 and "--faces" in one_line_error(proc)
+    proc = run("embed", bad)
+    assert proc.returncode == 2 and "--out" in one_line_error(proc)
+
+
+def test_unknown_model_and_missing_weights(yale_dir: Path, tmp_path: Path) -> None:
+    img = yale_dir / "subject01" / "01_normal.png"
+    proc = run("embed", img, "--out", tmp_path / "o.npz", "--model", "resnet-dlib")
+    assert proc.returncode == 1 and "unknown model 'resnet-dlib'" in one_line_error(proc)
+    proc = run("embed", img, "--out", tmp_path / "o.npz", env={"FACEFIT_DLIB_MODELS": str(tmp_path)})
+    assert proc.returncode == 1 and "face-recognition-models" in one_line_error(proc)
+
+
+def _parse_matrix(stdout: str) -> np.ndarray:
+    rows = [ln for ln in stdout.splitlines() if re.match(r"^\s*\d+\s+\d+\.\d{4}", ln)]
+    return np.array([[float(v) for v in re.findall(r"\d+\.\d{4}", ln)] for ln in rows])
+
+
+def test_compare_prints_the_distance_matrix(johns_dir: Path, yale_dir: Path, tmp_path: Path) -> None:
+    salley = sorted((johns_dir / "John_Salley").glob("*.jpg"))[:2]
+    simm = sorted((johns_dir / "John_Simm").glob("*.jpg"))[:1]
+    proc = run("compare", *salley, *simm, "--aligned", "--plot", tmp_path / "m.png")
+    assert proc.returncode == 0, proc.stderr
+    m = _parse_matrix(proc.stdout)
+    assert m.shape == (3, 3)
+    np.testing.assert_allclose(m, m.T)
+    assert (np.diag(m) == 0).all()
+    assert m[0, 1] < 0.6 < min(m[0, 2], m[1, 2])  # same John close, different John far
+    assert "*" in proc.stdout  # the same-person pair is marked below the threshold
+    assert (tmp_path / "m.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
+    before = hashlib.sha256((tmp_path / "m.png").read_bytes()).hexdigest()
+    proc = run("compare", *salley, "--aligned", "--plot", tmp_path / "m.png")
+    assert proc.returncode == 1 and "already exists" in one_line_error(proc)
+    assert hashlib.sha256((tmp_path / "m.png").read_bytes()).hexdigest() == before
+
+    photos = [yale_dir / "subject01/01_happy.png", yale_dir / "subject01/01_sad.png",
+              yale_dir / "subject02/02_sad.png"]
+    proc = run("compare", *photos, "--metric", "cosine")
+    m = _parse_matrix(proc.stdout)
+    assert proc.returncode == 0 and m.shape == (3, 3)
+    assert m[0, 1] < m[0, 2] and m.max() <= 2.0
+
+
+def test_compare_needs_two_faces(yale_dir: Path) -> None:
+    proc = run("compare", yale_dir / "subject01/01_happy.png")
+    assert proc.returncode == 1 and "need at least 2 faces" in one_line_error(proc)
+
+
+def test_models_command() -> None:
+    proc = run("models")
+    assert proc.returncode == 0 and "dlib-resnet" in proc.stdout
+    proc = run("models", "dlib-resnet")
+    assert proc.returncode == 0 and '"id": "dlib-resnet:04e060c5023de2dc"' in proc.stdout
+
+
+def test_bench_embed_runs(tmp_path: Path) -> None:
+    proc = run("bench", "embed", "--seconds", "0.1", "--batch", "4", "--threads", "1", "--no-dlib",
+               "--json", tmp_path / "b.json")
+    assert proc.returncode == 0, proc.stderr
+    import json
+
+    doc = json.loads((tmp_path / "b.json").read_text())
+    assert doc["rows"][0]["batch"] == 4 and doc["rows"][0]["images_per_s"] > 0
+
+
+def test_demo_without_data_says_what_to_do(tmp_path: Path) -> None:
+    (tmp_path / "work").mkdir()
+    proc = run("demo", env={"FACEFIT_DATA": ""}, cwd=tmp_path / "work")  # no ../shared/data from there
+    assert proc.returncode == 2 and "pass --data DIR" in one_line_error(proc)
+    assert not (tmp_path / "work" / "out").exists()
+    proc = run("demo", "--data", tmp_path / "nowhere")
+    assert proc.returncode == 2 and "no such data folder" in one_line_error(proc)
+    proc = run("demo", env={"FACEFIT_DATA": str(tmp_path / "nowhere")})
+    assert proc.returncode == 2 and "FACEFIT_DATA" in one_line_error(proc)
+
+
+def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
+    proc = run("demo", "--data", data_root, "--out", tmp_path / "demo")
+    assert proc.returncode == 0, proc.stderr
+    diff = float(re.search(r"max \|facefit - dlib compute_face_descriptor\| over \d+ Yale faces = (\S+)",
+                           proc.stdout).group(1))
+    assert diff <= 1e-4
+    assert re.search(r"149 faces", proc.stdout)
+    assert {p.name for p in (tmp_path / "demo").iterdir()} == {"embeddings.npz", "johns_matrix.png",
+                                                                "yale_matrix.png"}
