@@ -196,4 +196,7 @@ def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
     assert diff <= 1e-4
     assert re.search(r"149 faces", proc.stdout)
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"embeddings.npz", "johns_matrix.png",
-                                                                "yale_matrix.png"}
+                                                                "yale_matrix.png", "eval-korean-val"}
+    acc = float(re.search(r"verification on korean-val .*?accuracy (\d\.\d+)", proc.stdout).group(1))
+    assert 0.785 <= acc <= 0.805  # dlib's own pipeline: 0.795
+    assert (tmp_path / "demo" / "eval-korean-val" / "metrics.json").is_file()

@@ -77,10 +77,22 @@ class FaceAligner:
         """Landmarks and chip for a face at a known box (e.g. from a tracker or a central crop)."""
         shape = self._shape(image, box)
         pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float32)
-        r = self.config.recipe
-        chip = self._dlib.get_face_chip(image, shape, size=r.size, padding=r.padding)
-        return Face(tuple(float(v) for v in box), pts, np.ascontiguousarray(chip, dtype=np.uint8),
-                    score, source)
+        chip = self._chip(image, shape, self.config.recipe)
+        return Face(tuple(float(v) for v in box), pts, chip, score, source)
+
+    def cut(self, image: np.ndarray, box: tuple[float, float, float, float], landmarks: np.ndarray,
+            recipe: AlignRecipe | None = None) -> np.ndarray:
+        """The chip for known landmarks (e.g. from a cache), under ``recipe`` (default: the config's)."""
+        x0, y0, x1, y1 = (int(round(v)) for v in box)
+        points = [self._dlib.point(int(round(x)), int(round(y))) for x, y in np.asarray(landmarks)]
+        shape = self._dlib.full_object_detection(self._dlib.rectangle(x0, y0, x1 - 1, y1 - 1), points)
+        return self._chip(image, shape, recipe or self.config.recipe)
+
+    def _chip(self, image: np.ndarray, shape, recipe: AlignRecipe) -> np.ndarray:  # noqa: ANN001
+        if recipe.method != "dlib-chip":
+            raise UsageError(f"unsupported alignment recipe {recipe.label}")
+        chip = self._dlib.get_face_chip(image, shape, size=recipe.size, padding=recipe.padding)
+        return np.ascontiguousarray(chip, dtype=np.uint8)
 
     def __call__(self, image: np.ndarray, faces: FacePolicy | str | None = None) -> list[Face]:
         """All faces in an RGB uint8 image under the multi-face policy, aligned."""

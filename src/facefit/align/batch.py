@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import multiprocessing as mp
 import os
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from concurrent.futures import ProcessPoolExecutor
 from dataclasses import dataclass
 from pathlib import Path
@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facefit.align.aligner import AlignConfig, Face, FaceAligner
+from facefit.align.recipe import AlignRecipe
 from facefit.errors import ImageError, NoFaceError
 
 
@@ -82,12 +83,88 @@ def align_files(paths: Sequence[Path], config: AlignConfig = AlignConfig(), *, w
         for p in paths:
             yield _check_chip(p, config.recipe.size)
         return
-    if workers == 1 or len(paths) < 8:
+    yield from _map_aligned(_align_one, paths, config, workers, min_parallel=8)
+
+
+def _map_aligned(fn: Callable, items: Sequence, config: AlignConfig, workers: int, min_parallel: int) -> Iterator:
+    """``fn(item, aligner)`` over items in order: in-process for little work, else in spawned workers.
+
+    Spawned (not forked) so torch's thread pools in the parent are never copied into a child.
+    """
+    if workers == 1 or len(items) < min_parallel:
         aligner = FaceAligner(config)
-        for p in paths:
-            yield _align_one(p, aligner)
+        for item in items:
+            yield fn(item, aligner)
         return
     ctx = mp.get_context("spawn")
-    chunk = max(1, min(16, len(paths) // (workers * 8)))
+    chunk = max(1, min(16, len(items) // (workers * 8)))
     with ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(config,)) as pool:
-        yield from pool.map(_align_one, paths, chunksize=chunk)
+        yield from pool.map(fn, items, chunksize=chunk)
+
+
+@dataclass(frozen=True)
+class CutTask:
+    """Work for one image: detect (unless the face is known), then cut chips for some recipes.
+
+    With ``detect=False`` the face is given by ``box`` and, when known (e.g. cached),
+    ``landmarks``; without landmarks the 5-point predictor runs on the box (this is
+    how a fallback box for an image with no detection becomes a chip).
+    """
+
+    path: Path
+    detect: bool
+    box: tuple[float, float, float, float] | None = None
+    landmarks: np.ndarray | None = None
+    recipes: tuple[AlignRecipe, ...] = ()
+
+
+@dataclass
+class CutResult:
+    path: Path
+    status: str = "error"  # "face", "none" (no face detected) or "error"
+    box: tuple[float, float, float, float] | None = None
+    landmarks: np.ndarray | None = None
+    score: float = 0.0
+    detector: str = ""
+    n_faces: int = 0
+    size: tuple[int, int] = (0, 0)
+    chips: dict[AlignRecipe, np.ndarray] | None = None
+    error: ImageError | None = None
+
+
+def _cut_one(task: CutTask, aligner: FaceAligner | None = None) -> CutResult:
+    from facefit.align.aligner import select_faces
+    from facefit.io.images import load_image
+
+    aligner = aligner or _WORKER
+    assert aligner is not None, "worker not initialised"
+    res = CutResult(task.path)
+    try:
+        image = load_image(task.path)
+    except ImageError as exc:
+        res.error = exc
+        return res
+    res.size = image.shape[:2]
+    box, landmarks = task.box, task.landmarks
+    if task.detect:
+        found = aligner.detector.detect(image)
+        res.n_faces = len(found)
+        picked = select_faces(found, aligner.config.faces, image.shape)
+        if not picked:
+            res.status = "none"
+            return res
+        d = picked[0]
+        box, res.score, res.detector, landmarks = (d.x0, d.y0, d.x1, d.y1), d.score, d.source, None
+    if box is None:
+        raise ValueError(f"{task.path}: a task without detection needs a box")
+    if landmarks is None:
+        landmarks = aligner.align_box(image, box).landmarks
+    res.status, res.box, res.landmarks = "face", tuple(float(v) for v in box), np.asarray(landmarks, np.float32)
+    res.chips = {r: aligner.cut(image, box, landmarks, r) for r in task.recipes}
+    return res
+
+
+def run_cut_tasks(tasks: Sequence[CutTask], config: AlignConfig, *, workers: int | None = None) -> Iterator[CutResult]:
+    """Yield one CutResult per task, in order; detection runs in ``workers`` spawned processes."""
+    workers = default_workers() if workers is None else max(1, workers)
+    yield from _map_aligned(_cut_one, tasks, config, workers, min_parallel=16)

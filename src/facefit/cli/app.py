@@ -11,7 +11,9 @@ from facefit.cli.bench import bench_app
 from facefit.cli.compare import compare
 from facefit.cli.demo import demo
 from facefit.cli.embed import embed
+from facefit.cli.eval import eval_command
 from facefit.cli.models import models
+from facefit.cli.pairs import pairs_command
 
 app = typer.Typer(
     name="facefit",
@@ -23,6 +25,8 @@ app = typer.Typer(
 )
 app.command()(embed)
 app.command()(compare)
+app.command("eval")(eval_command)
+app.command("pairs")(pairs_command)
 app.command()(demo)
 app.command()(models)
 app.add_typer(bench_app, name="bench")

@@ -22,12 +22,18 @@ def compare(
     faces: Annotated[Faces, typer.Option("--faces", help="Faces to take from each image.")] = Faces.largest,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips.")] = False,
+    threshold: Annotated[float | None, typer.Option("--threshold", help="Mark pairs closer than this distance.",
+                                                    show_default=False)] = None,
+    threshold_from: Annotated[Path | None, typer.Option("--threshold-from", help="Take the threshold calibrated "
+                                                        "for this model (at FAR 1e-3) from a metrics.json.",
+                                                        show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing --plot file.")] = False,
 ) -> None:
     """Print the distance between every pair of faces (lower = more alike).
 
     By default the largest face of each image is used; --faces all compares
-    every face. Pairs closer than the model's calibrated threshold are marked.
+    every face. Pairs closer than a threshold are marked: --threshold,
+    --threshold-from an evaluation's metrics.json, or the model's own default.
     """
     from facefit.distances import pairwise_distances
     from facefit.io.files import check_writable, collect_images
@@ -35,6 +41,8 @@ def compare(
     from facefit.pipeline import embed_files
     from facefit.tables import print_distance_matrix
 
+    if threshold is not None and threshold_from is not None:
+        raise typer.BadParameter("give --threshold or --threshold-from, not both")
     if plot is not None:
         check_writable(plot, overwrite)
     found = collect_images(images)
@@ -46,8 +54,21 @@ def compare(
     if len(result) < 2:
         err.print(f"facefit: error: need at least 2 faces to compare, found {len(result)}", markup=False)
         raise typer.Exit(1)
+    if threshold_from is not None:
+        from facefit.eval.calibration import load_calibration
+
+        cal = load_calibration(threshold_from, net.contract.id)
+        if cal.metric != metric.value:
+            raise typer.BadParameter(f"{threshold_from} was calibrated with --metric {cal.metric}; "
+                                     f"use the same metric", param_hint="--threshold-from")
+        threshold = cal.threshold
+        if cal.flip or cal.subtract_mean:
+            err.print("facefit: warning: that threshold was calibrated with --flip/--subtract-mean, which compare "
+                      "does not apply; it may be off", markup=False)
+        err.print(f"threshold {threshold:.4f} ({cal.kind}) from {cal.source}", markup=False)
+    elif threshold is None:
+        threshold = net.contract.thresholds.get(metric.value)
     matrix = pairwise_distances(result.embeddings, metric=metric.value)
-    threshold = net.contract.thresholds.get(metric.value)
     print_distance_matrix(out, result.labels, result.paths, matrix, metric.value, threshold)
     if plot is not None:
         from facefit.io.files import write_with

@@ -17,8 +17,10 @@ def demo(
     out_dir: Annotated[Path, typer.Option("--out", help="Folder the demo writes its figures and files to.")]
     = Path("out/demo"),
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
+    lfw: Annotated[bool, typer.Option("--lfw", help="Also evaluate the full LFW protocol (about 3 minutes cold).")]
+    = False,
 ) -> None:
-    """Run the main job on the shared fixtures: align, embed, check against dlib, compare faces."""
+    """Run the main job: align, embed, check against dlib, compare faces, verify on Korean faces."""
     from facefit.demo import find_data_dir, run_demo
 
     root = find_data_dir(data)
@@ -26,4 +28,4 @@ def demo(
         err.print("facefit: error: no data folder found (looked for $FACEFIT_DATA and ../shared/data); "
                   "pass --data DIR, a folder holding fixtures/johns and fixtures/yale/original", markup=False)
         raise typer.Exit(2)
-    run_demo(root, out_dir, out, workers=workers)
+    run_demo(root, out_dir, out, workers=workers, lfw=lfw)

@@ -1,0 +1,128 @@
+"""``facefit eval``: verification metrics over a pairs file, for one or several models."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facefit.cli.common import Detector, Metric, err, info, out, progress_bar
+
+
+def _labels(names: list[str]) -> list[str]:
+    labels: list[str] = []
+    for n in names:
+        p = Path(n)
+        base = p.name if (p.exists() or "/" in n) else n
+        label, k = base, 2
+        while label in labels:
+            label, k = f"{base}-{k}", k + 1
+        labels.append(label)
+    return labels
+
+
+def eval_command(
+    root: Annotated[Path, typer.Argument(help="Folder the pairs' image paths are relative to.", show_default=False)],
+    pairs: Annotated[Path, typer.Option("--pairs", "-p", help="LFW pairs.txt or CSV (path_a,path_b,same[,fold],...).",
+                                        show_default=False)],
+    out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder.", show_default=False)],
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to compare "
+                                                                           "(the first is the baseline).")] = None,
+    metric: Annotated[Metric, typer.Option("--metric", help="euclidean (L2 on raw embeddings) or cosine "
+                                                            "(1 - cosine similarity).")] = Metric.euclidean,
+    flip: Annotated[bool, typer.Option("--flip", help="Average each embedding with its mirror image's.")] = False,
+    subtract_mean: Annotated[bool, typer.Option("--subtract-mean", help="Centre embeddings on the mean of the "
+                                                                        "other folds' images (affects cosine).")]
+    = False,
+    folds: Annotated[int, typer.Option("--folds", min=2, help="Folds for CSV files without a fold column.")] = 10,
+    detector: Annotated[Detector, typer.Option("--detector", help="hog: dlib's pipeline; auto: hog, padded hog, "
+                                                                   "then mmod (finds more faces).")] = Detector.hog,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
+    cache: Annotated[Path | None, typer.Option("--cache", help="Cache database (default: "
+                                                               "$FACEFIT_CACHE/eval-cache.sqlite).")] = None,
+    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace report files in an existing folder.")]
+    = False,
+) -> None:
+    """Evaluate face verification on a pairs file: k-fold accuracy, VAL/TAR@FAR, AUC, EER, per subgroup.
+
+    Writes metrics.json, report.md, scores.csv, roc.png and scores.png to OUT.
+    Detections and embeddings are cached by image content, so a second model
+    on the same data only re-embeds. Thresholds are distances (accept when
+    distance <= threshold) and can be reused with --threshold-from.
+    """
+    import os
+    import shlex
+    import shutil
+    import sys
+    import tempfile
+
+    from facefit.data.pairs import read_pairs
+    from facefit.errors import OutputExistsError
+    from facefit.eval.cache import EvalCache
+    from facefit.eval.report import write_report
+    from facefit.eval.run import EvalOptions, evaluate
+    from facefit.io.assets import cache_dir
+    from facefit.models import create_model
+
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
+        raise OutputExistsError(out_dir)
+    if subtract_mean and metric is Metric.euclidean:
+        info("note: --subtract-mean changes nothing with --metric euclidean (distances are shift-invariant); "
+             "it matters with --metric cosine")
+    pair_set = read_pairs(pairs, root, n_folds=folds)
+    for note in pair_set.notes:
+        info(note)
+    names = model or ["dlib-resnet"]
+    models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
+    options = EvalOptions(metric=metric.value, flip=flip, subtract_mean=subtract_mean, n_folds=folds,
+                          detector=detector.value, workers=workers)
+    info(f"{len(pair_set)} pairs over {len(pair_set.images())} images, {len(pair_set.folds)} folds; "
+         f"models: {', '.join(lb for lb, _ in models)}")
+    with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
+        run = evaluate(pair_set, models, options, store, progress=progress_bar)
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        doc = write_report(run, tmp, command="facefit eval " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []))
+        out_dir.mkdir(exist_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    _print_summary(doc, run)
+    err.print(f"report written to {out_dir}/ (metrics.json, report.md, scores.csv, roc.png, scores.png)",
+              markup=False)
+
+
+def _print_summary(doc: dict, run) -> None:  # noqa: ANN001
+    from rich import box
+    from rich.table import Table
+
+    def f(v, digits: int = 4) -> str:  # noqa: ANN001
+        return "n/a" if v is None else f"{v:.{digits}f}"
+
+    det = doc["detection"]
+    info(f"no face detected in {det['no_face']} of {doc['data']['n_images']} images (fallback box used); "
+         f"time: " + ", ".join(f"{k} {v:.1f}s" for k, v in run.seconds.items()))
+    table = Table(title=f"verification, {doc['pairs']['n_pairs']} pairs, {doc['options']['metric']} distance",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("model", "accuracy", "AUC", "EER", "VAL@1e-3", "TAR@1e-2", "TAR@1e-3", "TAR@1e-4", "threshold"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for label, m in doc["models"].items():
+        t = m["total"]
+        table.add_row(label, f"{f(t.get('accuracy'))} ± {f(t.get('accuracy_std'))}", f(t.get("auc")), f(t.get("eer")),
+                      f(t.get("val")), f(t.get("tar_at_far_1e-2")), f(t.get("tar_at_far_1e-3")),
+                      f(t.get("tar_at_far_1e-4")), f(t.get("threshold")))
+    out.print(table)
+    first = next(iter(doc["models"].values()))
+    if first["subgroups"] and len(first["subgroups"]) <= 40:
+        sub = Table(title="accuracy per subgroup", title_justify="left", box=box.SIMPLE_HEAD)
+        sub.add_column("subgroup")
+        sub.add_column("pairs", justify="right")
+        for label in doc["models"]:
+            sub.add_column(label, justify="right")
+        for name, m in sorted(first["subgroups"].items()):
+            cells = [f(doc["models"][lb]["subgroups"].get(name, {}).get("accuracy")) for lb in doc["models"]]
+            sub.add_row(name, str(m.get("n_pairs")), *cells)
+        out.print(sub)

@@ -1,0 +1,1 @@
+"""Data sets: identity folders, attributes, verification pairs files."""

@@ -1,0 +1,1 @@
+"""Verification evaluation: metrics (pure numpy), runs over pairs files, reports and plots."""

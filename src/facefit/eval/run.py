@@ -1,0 +1,361 @@
+"""A verification run: pairs -> cached detection -> cached embeddings -> distances -> metrics.
+
+Detection (box + 5 landmarks) is cached by image content and detector settings,
+embeddings by image content, model contract and chip provenance, so evaluating
+another model on the same data only re-embeds, and a re-run is nearly free.
+
+Images where the detector finds no face keep their pairs (dropping them would
+change the protocol). Their chip comes from a fallback box, the median
+face box of the images that did get a detection in the same run, scaled to the
+image. The 5 landmarks are predicted inside that box, as LFW evaluations usually
+do with a central crop. Every such image is listed in the report.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import time
+from collections.abc import Callable
+from contextlib import AbstractContextManager, nullcontext
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+
+from facefit.align.aligner import AlignConfig, FacePolicy
+from facefit.align.batch import CutTask, run_cut_tasks
+from facefit.data.pairs import PairsError, PairSet, group_labels
+from facefit.eval.cache import CachedDetection, EvalCache
+from facefit.models.base import FaceEmbedder
+from facefit.models.contract import EmbeddingContract
+
+DETECTION_VERSION = 1
+MIN_BOXES_FOR_MEDIAN = 10
+DEFAULT_FALLBACK = (0.25, 0.25, 0.75, 0.75)
+
+ProgressFactory = Callable[[str, int], AbstractContextManager]
+
+
+class _NoBar:
+    def advance(self, n: int = 1) -> None:
+        pass
+
+
+def _no_progress(_desc: str, _total: int) -> AbstractContextManager:
+    return nullcontext(_NoBar())
+
+
+@dataclass(frozen=True)
+class EvalOptions:
+    metric: str = "euclidean"  # distance: "euclidean" (L2 on raw embeddings) or "cosine" (1 - cos)
+    flip: bool = False  # average each embedding with its mirror image's
+    subtract_mean: bool = False  # subtract the mean embedding of the other folds' images
+    n_folds: int = 10  # for CSV files without a fold column
+    detector: str = "hog"
+    faces: str = "center"  # which face of a multi-face image is the subject
+    workers: int | None = None
+    batch_size: int = 64
+
+    @property
+    def det_key(self) -> str:
+        return f"{self.detector}|{self.faces}|sp5|v{DETECTION_VERSION}"
+
+    def as_dict(self) -> dict[str, Any]:
+        return {"metric": self.metric, "flip": self.flip, "subtract_mean": self.subtract_mean,
+                "detector": self.detector, "faces": self.faces}
+
+
+@dataclass
+class ModelEval:
+    label: str
+    contract: EmbeddingContract
+    distances: np.ndarray  # one per pair; lower = more alike
+    total: dict[str, Any] = field(default_factory=dict)
+    subgroups: dict[str, dict[str, Any]] = field(default_factory=dict)
+    embedded_now: int = 0  # embeddings computed in this run (the rest came from the cache)
+
+
+@dataclass
+class EvalRun:
+    pairs: PairSet
+    options: EvalOptions
+    models: list[ModelEval]
+    no_face: list[Path]
+    fallback_box: tuple[float, float, float, float]
+    data_sha256: str
+    detected_now: int
+    seconds: dict[str, float]
+
+
+def sha256_of(path: Path) -> str:
+    h = hashlib.sha256()
+    with open(path, "rb") as f:
+        while block := f.read(1 << 20):
+            h.update(block)
+    return h.hexdigest()
+
+
+def _fallback_relative(dets: dict[str, CachedDetection]) -> tuple[float, float, float, float]:
+    rel = [(d.box[0] / d.size[1], d.box[1] / d.size[0], d.box[2] / d.size[1], d.box[3] / d.size[0])
+           for d in dets.values() if d.status == "face" and d.box is not None and d.size[0] > 0]
+    if len(rel) < MIN_BOXES_FOR_MEDIAN:
+        return DEFAULT_FALLBACK
+    return tuple(float(v) for v in np.median(np.asarray(rel), axis=0))  # type: ignore[return-value]
+
+
+def _absolute(rel: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[float, float, float, float]:
+    h, w = size
+    return (round(rel[0] * w), round(rel[1] * h), round(rel[2] * w), round(rel[3] * h))
+
+
+def _emb_key(contract: EmbeddingContract, det_key: str, provenance: str, flipped: bool) -> str:
+    return f"{contract.id}|{det_key}|{provenance}|{'flip' if flipped else 'orig'}"
+
+
+class _Embedder:
+    """Batches chips per model, embeds them (and their mirror images), stores them in the cache."""
+
+    def __init__(self, models: list[tuple[str, FaceEmbedder]], cache: EvalCache, options: EvalOptions) -> None:
+        self.models, self.cache, self.options = models, cache, options
+        self.pending: list[list[tuple[str, str, np.ndarray]]] = [[] for _ in models]
+        self.count = [0] * len(models)
+
+    def add(self, i: int, sha: str, provenance: str, chip: np.ndarray) -> None:
+        self.pending[i].append((sha, provenance, chip))
+        if len(self.pending[i]) >= self.options.batch_size:
+            self.flush(i)
+
+    def flush(self, i: int | None = None) -> None:
+        for k in range(len(self.models)) if i is None else [i]:
+            items = self.pending[k]
+            if not items:
+                continue
+            _, model = self.models[k]
+            chips = np.stack([c for _, _, c in items])
+            variants = [(False, chips)]
+            if self.options.flip:
+                variants.append((True, np.ascontiguousarray(chips[:, :, ::-1])))
+            for flipped, batch in variants:
+                emb = model.embed(batch, batch_size=self.options.batch_size)
+                rows: dict[str, list[tuple[str, np.ndarray]]] = {}
+                for (sha, prov, _), e in zip(items, emb):
+                    rows.setdefault(_emb_key(model.contract, self.options.det_key, prov, flipped), []).append((sha, e))
+                for key, vals in rows.items():
+                    self.cache.put_embeddings(key, vals)
+            self.count[k] += len(items)
+            self.pending[k] = []
+
+
+def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: EvalOptions, cache: EvalCache,
+             *, progress: ProgressFactory = _no_progress) -> EvalRun:
+    """Score every pair with every model and compute the verification metrics."""
+    from facefit.eval.metrics import subgroup_metrics, verification_metrics
+
+    if options.metric not in ("euclidean", "cosine"):
+        raise ValueError(f"unknown metric {options.metric!r}")
+    if not models:
+        raise ValueError("no model to evaluate")
+    seconds: dict[str, float] = {}
+    t0 = time.perf_counter()
+    images = pairs.images()
+    sha: dict[Path, str] = {}
+    unreadable: list[str] = []
+    with progress("hashing images", len(images)) as bar:
+        for p in images:
+            try:
+                sha[p] = sha256_of(p)
+            except OSError as exc:
+                unreadable.append(f"{p} ({exc.strerror or exc})")
+            bar.advance()
+    if unreadable:
+        raise PairsError(f"{len(unreadable)} image(s) cannot be read: {'; '.join(unreadable[:5])}")
+    data_sha = hashlib.sha256("".join(f"{p.relative_to(pairs.root) if p.is_relative_to(pairs.root) else p}\t{sha[p]}\n"
+                                      for p in sorted(images)).encode()).hexdigest()
+    seconds["hash"] = time.perf_counter() - t0
+
+    det_key = options.det_key
+    config = AlignConfig(detector=options.detector, faces=FacePolicy(options.faces),
+                         recipe=models[0][1].contract.align)
+    dets = cache.get_detections(list(sha.values()), det_key)
+
+    def missing_for(provenance_of: Callable[[str], str | None]) -> list[list[Path]]:
+        """Per model, the images whose embedding under the given provenance is not cached."""
+        out = []
+        for _, m in models:
+            need = []
+            by_key: dict[str, list[Path]] = {}
+            for p in images:
+                prov = provenance_of(sha[p])
+                if prov is not None:
+                    by_key.setdefault(prov, []).append(p)
+            for prov, paths in by_key.items():
+                keys = [_emb_key(m.contract, det_key, prov, False)] + \
+                    ([_emb_key(m.contract, det_key, prov, True)] if options.flip else [])
+                have = [cache.get_embeddings([sha[p] for p in paths], k) for k in keys]
+                need += [p for p in paths if not all(sha[p] in h for h in have)]
+            out.append(need)
+        return out
+
+    # Stage A: detect where needed; cut chips for detected faces lacking embeddings.
+    t0 = time.perf_counter()
+    need_a = missing_for(lambda s: "det" if s in dets and dets[s].status == "face" else None)
+    tasks: list[CutTask] = []
+    task_models: list[list[int]] = []
+    want: dict[Path, list[int]] = {}
+    for k, paths in enumerate(need_a):
+        for p in paths:
+            want.setdefault(p, []).append(k)
+    undetected = [p for p in dict.fromkeys(images) if sha[p] not in dets]
+    def recipes(ks: list[int]) -> tuple:
+        return tuple(dict.fromkeys(models[k][1].contract.align for k in ks))
+
+    for p in undetected:
+        ks = list(range(len(models)))
+        tasks.append(CutTask(p, True, recipes=recipes(ks)))
+        task_models.append(ks)
+    for p, ks in want.items():
+        d = dets[sha[p]]
+        tasks.append(CutTask(p, False, d.box, d.landmarks, recipes(ks)))
+        task_models.append(ks)
+    embedder = _Embedder(models, cache, options)
+    errors: list[str] = []
+    new_dets: list[tuple[str, CachedDetection]] = []
+    with progress("aligning + embedding", len(tasks)) as bar, _share_cores(options.workers, len(undetected)):
+        for task, ks, res in zip(tasks, task_models, run_cut_tasks(tasks, config, workers=options.workers)):
+            s = sha[task.path]
+            if res.error is not None:
+                errors.append(str(res.error))
+            elif task.detect:
+                d = CachedDetection(res.status, res.box, res.landmarks, res.score, res.detector, res.n_faces, res.size)
+                dets[s] = d
+                new_dets.append((s, d))
+                if len(new_dets) >= 256:
+                    cache.put_detections(det_key, new_dets)
+                    new_dets = []
+            if res.status == "face" and res.chips:
+                for k in ks:
+                    embedder.add(k, s, "det", res.chips[models[k][1].contract.align])
+            bar.advance()
+    cache.put_detections(det_key, new_dets)
+    embedder.flush()
+    if errors:
+        raise PairsError(f"{len(errors)} image(s) could not be decoded: {'; '.join(errors[:5])}")
+    seconds["align_embed"] = time.perf_counter() - t0
+
+    # Stage B: images without a detection get a chip from the fallback box.
+    t0 = time.perf_counter()
+    fallback = _fallback_relative({sha[p]: dets[sha[p]] for p in images})
+    no_face = [p for p in images if dets[sha[p]].status != "face"]
+
+    def fb_prov(s: str) -> str | None:
+        d = dets[s]
+        return None if d.status == "face" else "fb{},{},{},{}".format(*_absolute(fallback, d.size))
+
+    need_b = missing_for(fb_prov)
+    want = {}
+    for k, paths in enumerate(need_b):
+        for p in paths:
+            want.setdefault(p, []).append(k)
+    tasks = [CutTask(p, False, _absolute(fallback, dets[sha[p]].size), None, recipes(ks)) for p, ks in want.items()]
+    for task, res in zip(tasks, run_cut_tasks(tasks, config, workers=options.workers)):
+        if res.error is not None or not res.chips:
+            raise PairsError(f"{task.path}: fallback alignment failed: {res.error or 'no chip'}")
+        for k in want[task.path]:
+            embedder.add(k, sha[task.path], fb_prov(sha[task.path]) or "", res.chips[models[k][1].contract.align])
+    embedder.flush()
+    seconds["fallback"] = time.perf_counter() - t0
+
+    # Distances and metrics.
+    t0 = time.perf_counter()
+    same = np.array([p.same for p in pairs.pairs], dtype=bool)
+    folds = np.array([p.fold for p in pairs.pairs], dtype=int)
+    groups = group_labels(pairs)
+    results = []
+    for k, (label, model) in enumerate(models):
+        emb = _gather(images, sha, dets, model.contract, options, cache, fb_prov)
+        dist = _pair_distances(pairs, emb, folds, options)
+        total = verification_metrics(-dist, same, folds)
+        subs = subgroup_metrics(-dist, same, folds, groups) if groups else {}
+        results.append(ModelEval(label, model.contract, dist, to_distance_units(total),
+                                 {g: to_distance_units(m) for g, m in subs.items()}, embedder.count[k]))
+    seconds["metrics"] = time.perf_counter() - t0
+    return EvalRun(pairs, options, results, no_face, fallback, data_sha, len(undetected), seconds)
+
+
+class _share_cores:
+    """While detection workers run, embed on the cores they leave: oversubscribed OpenMP threads spin."""
+
+    def __init__(self, workers: int | None, n_detect: int) -> None:
+        import os
+
+        from facefit.align.batch import default_workers
+
+        w = default_workers() if workers is None else workers
+        # Only detection keeps the workers busy; cutting chips from cached landmarks is light.
+        self.threads = max(1, (os.cpu_count() or 1) - w) if w > 1 and n_detect >= 16 else None
+
+    def __enter__(self) -> None:
+        import torch
+
+        self.before = torch.get_num_threads()
+        if self.threads is not None:
+            torch.set_num_threads(min(self.threads, self.before))
+
+    def __exit__(self, *exc: object) -> None:
+        import torch
+
+        torch.set_num_threads(self.before)
+
+
+def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDetection], contract: EmbeddingContract,
+            options: EvalOptions, cache: EvalCache, fb_prov: Callable[[str], str | None]) -> dict[Path, np.ndarray]:
+    by_key: dict[str, list[Path]] = {}
+    for p in images:
+        prov = "det" if dets[sha[p]].status == "face" else fb_prov(sha[p])
+        by_key.setdefault(prov or "", []).append(p)
+    out: dict[Path, np.ndarray] = {}
+    for prov, paths in by_key.items():
+        shas = [sha[p] for p in paths]
+        orig = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, False))
+        flip = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, True)) if options.flip else {}
+        for p in paths:
+            if sha[p] not in orig or (options.flip and sha[p] not in flip):
+                raise RuntimeError(f"{p}: embedding missing from the cache after embedding")  # a bug, not input
+            out[p] = (orig[sha[p]] + flip[sha[p]]) / 2 if options.flip else orig[sha[p]]
+    return out
+
+
+def _pair_distances(pairs: PairSet, emb: dict[Path, np.ndarray], folds: np.ndarray,
+                    options: EvalOptions) -> np.ndarray:
+    from facefit.distances import paired_distances
+
+    a = np.stack([emb[p.a] for p in pairs.pairs]).astype(np.float64)
+    b = np.stack([emb[p.b] for p in pairs.pairs]).astype(np.float64)
+    if options.subtract_mean:
+        # Each pair is centred with the mean embedding of the images of the *other* folds, so no test
+        # fold ever informs its own normalisation.
+        for f in np.unique(folds):
+            others = {q for p, fo in zip(pairs.pairs, folds) if fo != f for q in (p.a, p.b)}
+            if not others:
+                continue
+            mean = np.mean([emb[q] for q in others], axis=0)
+            sel = folds == f
+            a[sel] -= mean
+            b[sel] -= mean
+    return paired_distances(a, b, options.metric)
+
+
+_THRESHOLD_KEYS = ("threshold", "eer_threshold", "fold_thresholds")
+
+
+def to_distance_units(m: dict[str, Any]) -> dict[str, Any]:
+    """Metrics computed on scores (= -distance) with thresholds turned back into distances."""
+    out = dict(m)
+    for key, value in m.items():
+        if key in _THRESHOLD_KEYS or key.startswith("threshold_at_"):
+            if isinstance(value, list):
+                out[key] = [-float(v) for v in value]
+            elif isinstance(value, (int, float)):
+                out[key] = -float(value)
+    return out
