@@ -89,7 +89,8 @@ def _verify(name: str, root: Path, pairs_file: Path, model, out_dir: Path, out: 
     write_report(run, out_dir, command=f"facefit eval {root} --pairs {pairs_file} --out REPORT")
     t = run.models[0].total
     out.print(f"\n[bold]6. verification[/bold] on {name} ({len(pairs)} pairs, 10 folds, "
-              f"{time.perf_counter() - t0:.0f} s incl. cached detection): accuracy {t['accuracy']:.4f} "
+              f"{time.perf_counter() - t0:.0f} s; detections and embeddings are cached for re-runs): "
+              f"accuracy {t['accuracy']:.4f} "
               f"± {t['accuracy_std']:.4f}, AUC {t['auc']:.4f}, EER {t['eer']:.4f}, TAR@FAR=1e-2 "
               f"{t['tar_at_far_1e-2']:.3f}, TAR@FAR=1e-3 {t['tar_at_far_1e-3']:.3f}; best-accuracy threshold "
               f"{t['threshold']:.3f} (dlib's default is 0.6); report in {out_dir}/")
