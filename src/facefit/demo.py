@@ -75,10 +75,10 @@ def _verify(name: str, root: Path, pairs_file: Path, model, out_dir: Path, out: 
     import shutil
 
     from facefit.data.pairs import read_pairs
-    from facefit.eval.cache import EvalCache
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
     from facefit.io.assets import cache_dir
+    from facefit.io.cache import EvalCache
 
     pairs = read_pairs(pairs_file, root)
     t0 = time.perf_counter()

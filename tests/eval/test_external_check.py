@@ -12,9 +12,9 @@ from pathlib import Path
 import pytest
 
 from facefit.data.pairs import read_pairs
-from facefit.eval.cache import EvalCache
 from facefit.eval.run import EvalOptions, evaluate
 from facefit.io.assets import cache_dir
+from facefit.io.cache import EvalCache
 
 pytestmark = pytest.mark.slow
 

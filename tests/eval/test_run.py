@@ -13,12 +13,12 @@ from PIL import Image
 from facefit import create_model, detect_and_align, save_model
 from facefit.data.pairs import PairsError, read_pairs
 from facefit.distances import paired_distances
-from facefit.eval.cache import EvalCache
 from facefit.eval.calibration import load_calibration
 from facefit.eval.metrics import verification_metrics
 from facefit.eval.report import write_report
 from facefit.eval.run import EvalOptions, evaluate
 from facefit.io import load_image
+from facefit.io.cache import EvalCache
 
 
 @pytest.fixture(scope="module")

@@ -14,6 +14,7 @@ from facefit.cli.embed import embed
 from facefit.cli.eval import eval_command
 from facefit.cli.models import models
 from facefit.cli.pairs import pairs_command
+from facefit.cli.train import train_command
 
 app = typer.Typer(
     name="facefit",
@@ -27,6 +28,7 @@ app.command()(embed)
 app.command()(compare)
 app.command("eval")(eval_command)
 app.command("pairs")(pairs_command)
+app.command("train")(train_command)
 app.command()(demo)
 app.command()(models)
 app.add_typer(bench_app, name="bench")

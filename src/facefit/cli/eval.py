@@ -59,10 +59,10 @@ def eval_command(
 
     from facefit.data.pairs import read_pairs
     from facefit.errors import OutputExistsError
-    from facefit.eval.cache import EvalCache
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
     from facefit.io.assets import cache_dir
+    from facefit.io.cache import EvalCache
     from facefit.models import create_model
 
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):

@@ -19,7 +19,12 @@ def models(
     from facefit.models import create_model, get_spec, list_models
 
     if name is not None:
-        out.print_json(create_model(name).contract.to_json())
+        from facefit.models.registry import is_registered
+
+        if is_registered(name) and get_spec(name).pretrained is None:
+            out.print_json(get_spec(name).contract.to_json())  # no weights ship: the architecture's contract
+        else:
+            out.print_json(create_model(name).contract.to_json())
         return
     table = Table(title="registered models", title_justify="left")
     for col in ("name", "input", "dim", "pretrained weights", "licence", "description"):

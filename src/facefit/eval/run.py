@@ -13,10 +13,8 @@ do with a central crop. Every such image is listed in the report.
 
 from __future__ import annotations
 
-import hashlib
 import time
 from collections.abc import Callable
-from contextlib import AbstractContextManager, nullcontext
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
@@ -25,25 +23,20 @@ import numpy as np
 
 from facefit.align.aligner import AlignConfig, FacePolicy
 from facefit.align.batch import CutTask, run_cut_tasks
+from facefit.align.cached import (
+    ProgressFactory,
+    absolute_box,
+    content_digest,
+    det_key,
+    fallback_relative,
+    hash_files,
+    no_progress,
+)
 from facefit.data.pairs import PairsError, PairSet, group_labels
-from facefit.eval.cache import CachedDetection, EvalCache
+from facefit.errors import FacefitError
+from facefit.io.cache import CachedDetection, EvalCache
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
-
-DETECTION_VERSION = 1
-MIN_BOXES_FOR_MEDIAN = 10
-DEFAULT_FALLBACK = (0.25, 0.25, 0.75, 0.75)
-
-ProgressFactory = Callable[[str, int], AbstractContextManager]
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
-def _no_progress(_desc: str, _total: int) -> AbstractContextManager:
-    return nullcontext(_NoBar())
 
 
 @dataclass(frozen=True)
@@ -59,7 +52,7 @@ class EvalOptions:
 
     @property
     def det_key(self) -> str:
-        return f"{self.detector}|{self.faces}|sp5|v{DETECTION_VERSION}"
+        return det_key(AlignConfig(detector=self.detector, faces=FacePolicy(self.faces)))
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "flip": self.flip, "subtract_mean": self.subtract_mean,
@@ -86,27 +79,6 @@ class EvalRun:
     data_sha256: str
     detected_now: int
     seconds: dict[str, float]
-
-
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
-def _fallback_relative(dets: dict[str, CachedDetection]) -> tuple[float, float, float, float]:
-    rel = [(d.box[0] / d.size[1], d.box[1] / d.size[0], d.box[2] / d.size[1], d.box[3] / d.size[0])
-           for d in dets.values() if d.status == "face" and d.box is not None and d.size[0] > 0]
-    if len(rel) < MIN_BOXES_FOR_MEDIAN:
-        return DEFAULT_FALLBACK
-    return tuple(float(v) for v in np.median(np.asarray(rel), axis=0))  # type: ignore[return-value]
-
-
-def _absolute(rel: tuple[float, float, float, float], size: tuple[int, int]) -> tuple[float, float, float, float]:
-    h, w = size
-    return (round(rel[0] * w), round(rel[1] * h), round(rel[2] * w), round(rel[3] * h))
 
 
 def _emb_key(contract: EmbeddingContract, det_key: str, provenance: str, flipped: bool) -> str:
@@ -148,7 +120,7 @@ class _Embedder:
 
 
 def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: EvalOptions, cache: EvalCache,
-             *, progress: ProgressFactory = _no_progress) -> EvalRun:
+             *, progress: ProgressFactory = no_progress) -> EvalRun:
     """Score every pair with every model and compute the verification metrics."""
     from facefit.eval.metrics import subgroup_metrics, verification_metrics
 
@@ -159,19 +131,11 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
     images = pairs.images()
-    sha: dict[Path, str] = {}
-    unreadable: list[str] = []
-    with progress("hashing images", len(images)) as bar:
-        for p in images:
-            try:
-                sha[p] = sha256_of(p)
-            except OSError as exc:
-                unreadable.append(f"{p} ({exc.strerror or exc})")
-            bar.advance()
-    if unreadable:
-        raise PairsError(f"{len(unreadable)} image(s) cannot be read: {'; '.join(unreadable[:5])}")
-    data_sha = hashlib.sha256("".join(f"{p.relative_to(pairs.root) if p.is_relative_to(pairs.root) else p}\t{sha[p]}\n"
-                                      for p in sorted(images)).encode()).hexdigest()
+    try:
+        sha = hash_files(images, progress)
+    except FacefitError as exc:
+        raise PairsError(str(exc)) from None
+    data_sha = content_digest(sha, pairs.root)
     seconds["hash"] = time.perf_counter() - t0
 
     det_key = options.det_key
@@ -245,19 +209,19 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
 
     # Stage B: images without a detection get a chip from the fallback box.
     t0 = time.perf_counter()
-    fallback = _fallback_relative({sha[p]: dets[sha[p]] for p in images})
+    fallback = fallback_relative([dets[sha[p]] for p in images])
     no_face = [p for p in images if dets[sha[p]].status != "face"]
 
     def fb_prov(s: str) -> str | None:
         d = dets[s]
-        return None if d.status == "face" else "fb{},{},{},{}".format(*_absolute(fallback, d.size))
+        return None if d.status == "face" else "fb{},{},{},{}".format(*absolute_box(fallback, d.size))
 
     need_b = missing_for(fb_prov)
     want = {}
     for k, paths in enumerate(need_b):
         for p in paths:
             want.setdefault(p, []).append(k)
-    tasks = [CutTask(p, False, _absolute(fallback, dets[sha[p]].size), None, recipes(ks)) for p, ks in want.items()]
+    tasks = [CutTask(p, False, absolute_box(fallback, dets[sha[p]].size), None, recipes(ks)) for p, ks in want.items()]
     for task, res in zip(tasks, run_cut_tasks(tasks, config, workers=options.workers)):
         if res.error is not None or not res.chips:
             raise PairsError(f"{task.path}: fallback alignment failed: {res.error or 'no chip'}")

@@ -62,7 +62,10 @@ class FaceEmbedder(nn.Module):
         """uint8 (N, H, W, 3) RGB chips -> normalised float (N, 3, H, W)."""
         if chips.dtype != torch.uint8:
             raise TypeError(f"chips must be uint8, got {chips.dtype}")
-        x = chips.to(self._mean.device).permute(0, 3, 1, 2).float()
+        return self.normalize(chips.to(self._mean.device).permute(0, 3, 1, 2).float())
+
+    def normalize(self, x: torch.Tensor) -> torch.Tensor:
+        """Float (N, 3, H, W) RGB in pixel units (0-255) -> the network's input."""
         return (x - self._mean) / self._std
 
     def check_chips(self, chips: np.ndarray) -> np.ndarray:

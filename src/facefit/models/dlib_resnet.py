@@ -120,6 +120,10 @@ class DlibResNet(FaceEmbedder):
                     setattr(module, name, nn.Identity())
         return net
 
+    def stage_modules(self) -> list[nn.Module]:
+        """Stages from the input side: stem, the five residual stages, the final projection."""
+        return [nn.ModuleList([self.stem_conv, self.stem_aff]), *self.stages, self.fc]
+
     def conv_affine_pairs(self) -> Iterator[tuple[nn.Conv2d, Affine]]:
         """Every conv with the affine that follows it, from the input outwards."""
         yield self.stem_conv, self.stem_aff

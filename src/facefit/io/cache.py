@@ -1,4 +1,4 @@
-"""The evaluation cache: face detections and embeddings keyed by image content.
+"""The face cache: detections and embeddings keyed by image content (evaluation and training).
 
 Detections (box + 5 landmarks) are keyed by the image's sha256 and the detector
 settings, not by the alignment recipe: chips for any recipe are cut from the

@@ -1,0 +1,97 @@
+"""``facefit train``: fine-tune a face model on identity folders of the target population."""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from facefit.cli.common import err, info, progress_bar
+
+
+def train_command(
+    data: Annotated[list[Path] | None, typer.Argument(help="Identity folders (ROOT/<person>/<image>); several are "
+                                                           "merged.", show_default=False)] = None,
+    out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (must not exist, or be empty).",
+                                             show_default=False)] = None,
+    base: Annotated[str | None, typer.Option("--base", "-b", help="Model to start from: name or path "
+                                                                  "[config default: dlib-resnet].",
+                                             show_default=False)] = None,
+    config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (sections data, augment, loss, "
+                                                                       "optim, guard).", show_default=False)] = None,
+    set_: Annotated[list[str] | None, typer.Option("--set", help="Override one config value, e.g. optim.lr=3e-4 "
+                                                                 "(repeatable).", show_default=False)] = None,
+    val_pairs: Annotated[Path | None, typer.Option("--val-pairs", help="Verification pairs scored after each epoch "
+                                                                       "(CSV or LFW pairs.txt).",
+                                                   show_default=False)] = None,
+    val_root: Annotated[Path | None, typer.Option("--val-root", help="Folder the val pairs refer to.",
+                                                  show_default=False)] = None,
+    metadata: Annotated[list[Path] | None, typer.Option("--metadata", help="Per-image attribute CSV, one per DATA "
+                                                                           "folder.", show_default=False)] = None,
+    epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs [config default: 20].",
+                                               show_default=False)] = None,
+    time_budget: Annotated[float | None, typer.Option("--time-budget", min=0.1, help="Minutes for the whole run; "
+                                                      "the schedule is planned to fit [config default: 30].",
+                                                      show_default=False)] = None,
+    resume: Annotated[Path | None, typer.Option("--resume", help="Continue the run in this folder from its last "
+                                                                 "completed epoch.", show_default=False)] = None,
+    device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...",
+                                               show_default=False)] = None,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Alignment processes.")] = None,
+) -> None:
+    """Fine-tune a face-embedding model on photos of a target population.
+
+    The default recipe: re-standardised dlib-resnet, ArcFace (margin 0.2 rad)
+    with a head started at each person's mean embedding, distillation to the
+    pretrained model against forgetting, AdamW with warm-up and cosine decay,
+    planned to fit a 30-minute budget. Without --val-pairs, 10% of the persons
+    are held out to select the best epoch and calibrate thresholds. The run
+    folder gets config.yaml, log.csv, plots.png, TensorBoard logs, checkpoints
+    (resume with --resume RUN) and the exported model in RUN/model, which
+    `facefit eval/embed/compare --model RUN` load directly.
+    """
+    import shlex
+    import sys
+
+    from facefit.errors import UsageError
+    from facefit.train.config import load_config, parse_set
+    from facefit.train.loop import train
+
+    overrides = parse_set(set_ or [])
+    for key, value in (("base", base), ("optim.epochs", epochs), ("optim.time_budget_min", time_budget),
+                       ("device", device), ("workers", workers)):
+        if value is not None:
+            overrides[key] = value
+    if resume is not None:
+        if data or out:
+            raise UsageError("--resume RUN continues a run with its own data and folder; drop DATA and --out")
+        if config or set_ or base or epochs or time_budget or val_pairs or metadata:
+            raise UsageError("--resume uses the run's own config.yaml; settings cannot change mid-run")
+        cfg = load_config(resume / "config.yaml", {k: v for k, v in overrides.items() if k in ("device", "workers")})
+        run_dir, is_resume = resume, True
+    else:
+        if out is None:
+            raise UsageError("give --out RUN (a new folder for the run), or --resume RUN")
+        if data:
+            overrides["data.train"] = [str(p) for p in data]
+        if metadata:
+            overrides["data.metadata"] = [str(p) for p in metadata]
+        if val_pairs is not None:
+            overrides["data.val_pairs"] = str(val_pairs)
+            overrides["data.val_root"] = str(val_root) if val_root else None
+        elif val_root is not None:
+            raise UsageError("--val-root goes with --val-pairs")
+        if val_pairs is not None and val_root is None:
+            raise UsageError("--val-pairs needs --val-root, the folder its image paths are relative to")
+        cfg = load_config(config, overrides)
+        run_dir, is_resume = out, False
+    result = train(cfg, run_dir, resume=is_resume, progress=progress_bar, log=info,
+                   command="facefit " + shlex.join(sys.argv[1:]))
+    best = result.best
+    summary = ", ".join(f"{k} {best[k]:.4f}" for k in ("accuracy", "auc", "tar_at_far_1e-2") if best.get(k) is not None)
+    err.print(f"done in {result.seconds / 60:.1f} min ({result.images_per_s:.0f} img/s training); best epoch "
+              f"{result.best_epoch}" + (f": {summary}" if summary else "") + f"; model: {result.model_dir}",
+              markup=False)
+    err.print(f"evaluate it: facefit eval ROOT --pairs PAIRS --out REPORT --model {cfg.base} --model {run_dir}",
+              markup=False)

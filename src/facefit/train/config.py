@@ -1,0 +1,169 @@
+"""The training configuration: typed, validated, and written into every run folder.
+
+Unknown keys and impossible values are errors. Margins are in radians (pytorch-
+metric-learning's ArcFace takes degrees; the conversion happens in losses.py).
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+import re
+from pathlib import Path
+from typing import Any, Literal
+
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+
+from facefit.errors import UsageError
+
+_NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
+
+
+class _Section(BaseModel):
+    model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+class DataConfig(_Section):
+    train: list[Path] = Field(default_factory=list, description="identity-folder roots (several are merged)")
+    metadata: list[Path] = Field(default_factory=list, description="per-image attribute CSVs, one per root")
+    filters: dict[str, list[str]] = Field(default_factory=dict,
+                                          description="keep images whose attribute is one of the values")
+    aligned: bool = Field(False, description="the images are already aligned chips of the model's size")
+    detector: Literal["hog", "auto"] = Field("auto", description="auto: HOG, padded HOG, then MMOD")
+    min_images_per_person: int = Field(2, ge=1)
+    val_fraction: float | None = Field(None, ge=0.0, lt=0.9, description="persons held out for validation "
+                                                                         "(default: 0.1 without val_pairs, else 0)")
+    val_pairs: Path | None = Field(None, description="verification pairs scored after every epoch")
+    val_root: Path | None = Field(None, description="folder the val pairs' paths are relative to")
+
+    @property
+    def held_out(self) -> float:
+        """The fraction of persons held out: as set, else 0.1 when no validation pairs are given."""
+        if self.val_fraction is not None:
+            return self.val_fraction
+        return 0.0 if self.val_pairs is not None else 0.1
+
+
+class AugmentConfig(_Section):
+    flip: bool = True
+    brightness: float = Field(0.2, ge=0, le=1)
+    contrast: float = Field(0.2, ge=0, le=1)
+    gamma: float = Field(0.2, ge=0, le=1)
+    saturation: float = Field(0.2, ge=0, le=1)
+    hue: float = Field(0.02, ge=0, le=0.5, description="fraction of a full hue turn")
+    shift: float = Field(4.0, ge=0, description="pixels")
+    scale: float = Field(0.05, ge=0, lt=0.5)
+    rotate: float = Field(5.0, ge=0, le=45, description="degrees")
+    blur: float = Field(0.1, ge=0, le=1, description="probability of a Gaussian blur")
+
+
+class LossConfig(_Section):
+    kind: Literal["arcface", "cosface", "subcenter-arcface", "softmax", "triplet"] = "arcface"
+    margin: float = Field(0.2, ge=0, le=1.0, description="radians for arcface; cosine units for cosface")
+    scale: float = Field(32.0, gt=0)
+    sub_centers: int = Field(3, ge=1)
+    triplet_margin: float = Field(0.2, gt=0)
+    head_init: Literal["class-mean", "random"] = "class-mean"
+
+
+class OptimConfig(_Section):
+    lr: float = Field(1e-4, gt=0, le=1.0)
+    head_lr_mult: float = Field(10.0, gt=0)
+    weight_decay: float = Field(5e-4, ge=0)
+    warmup: float = Field(0.05, ge=0, lt=1, description="fraction of the steps")
+    batch_size: int = Field(128, ge=2)
+    images_per_person: int = Field(4, ge=2, description="K of a P x K batch (triplet loss)")
+    epochs: int = Field(20, ge=1)
+    time_budget_min: float | None = Field(30.0, gt=0, description="stop (and plan the schedule) within this")
+    clip_grad: float | None = Field(5.0, gt=0)
+    amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU)")
+
+
+class GuardConfig(_Section):
+    distill_weight: float = Field(10.0, ge=0, description="pull embeddings toward the frozen pretrained model's")
+    l2sp_weight: float = Field(0.0, ge=0, description="pull weights toward the pretrained weights")
+    freeze_stages: int = Field(0, ge=0, description="freeze the first N stages of the backbone")
+
+
+class TrainConfig(_Section):
+    base: str = "dlib-resnet"
+    standardize: bool = Field(True, description="function-preserving re-standardisation before training")
+    data: DataConfig = DataConfig()
+    augment: AugmentConfig = AugmentConfig()
+    loss: LossConfig = LossConfig()
+    optim: OptimConfig = OptimConfig()
+    guard: GuardConfig = GuardConfig()
+    distance: Literal["cosine", "euclidean"] = Field("cosine", description="for validation, selection and the "
+                                                                          "exported model's thresholds")
+    select_metric: Literal["accuracy", "auc", "tar_at_far_1e-2", "tar_at_far_1e-3", "val_loss"] = "accuracy"
+    early_stop: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
+    seed: int = 0
+    device: str = "auto"
+    workers: int | None = Field(None, ge=1, description="alignment processes")
+
+    @model_validator(mode="after")
+    def _consistent(self) -> TrainConfig:
+        if self.loss.kind == "triplet" and self.optim.batch_size % self.optim.images_per_person:
+            raise ValueError(f"optim.batch_size ({self.optim.batch_size}) must be a multiple of "
+                             f"optim.images_per_person ({self.optim.images_per_person}) for the triplet loss")
+        if (self.data.val_pairs is None) != (self.data.val_root is None):
+            raise ValueError("data.val_pairs and data.val_root go together")
+        if self.select_metric == "val_loss" and self.data.held_out == 0:
+            raise ValueError("select_metric val_loss needs held-out persons (data.val_fraction > 0)")
+        if self.data.val_pairs is None and self.data.held_out == 0 and self.early_stop:
+            raise ValueError("early_stop needs validation: data.val_pairs or data.val_fraction > 0")
+        return self
+
+    def digest(self) -> str:
+        """Hash of everything that shapes the training (not where its data lives)."""
+        blob = json.dumps(self.model_dump(mode="json", exclude={"workers"}), sort_keys=True)
+        return hashlib.sha256(blob.encode()).hexdigest()[:16]
+
+
+def _set(tree: dict[str, Any], dotted: str, value: Any) -> None:
+    node = tree
+    parts = dotted.split(".")
+    for p in parts[:-1]:
+        node = node.setdefault(p, {})
+        if not isinstance(node, dict):
+            raise UsageError(f"--set {dotted}: {p} is not a section")
+    node[parts[-1]] = value
+
+
+def load_config(path: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
+    """A config from an optional YAML/JSON file plus dotted overrides (``{"optim.lr": 3e-4}``)."""
+    tree: dict[str, Any] = {}
+    if path is not None:
+        import yaml
+
+        try:
+            loaded = yaml.safe_load(Path(path).read_text())
+        except (OSError, yaml.YAMLError) as exc:
+            raise UsageError(f"{path}: cannot read config: {exc}") from None
+        if loaded is not None and not isinstance(loaded, dict):
+            raise UsageError(f"{path}: a config must be a mapping of sections, got {type(loaded).__name__}")
+        tree = loaded or {}
+    for key, value in (overrides or {}).items():
+        _set(tree, key, value)
+    try:
+        return TrainConfig.model_validate(tree)
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc']) or 'config'}: {e['msg']}" for e in exc.errors())
+        where = f"{path}: " if path else ""
+        raise UsageError(f"{where}invalid training config: {problems}") from None
+
+
+def parse_set(items: list[str]) -> dict[str, Any]:
+    """``["optim.lr=3e-4", "loss.kind=cosface"]`` -> overrides; values are parsed as YAML scalars."""
+    import yaml
+
+    out: dict[str, Any] = {}
+    for item in items:
+        if "=" not in item:
+            raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
+        key, raw = item.split("=", 1)
+        value = yaml.safe_load(raw)
+        if isinstance(value, str) and _NUMBER.match(value):  # YAML 1.1 reads "1e-3" (no dot) as text
+            value = float(value) if any(c in value for c in ".eE") else int(value)
+        out[key.strip()] = value
+    return out

@@ -1,0 +1,182 @@
+"""Training parts against naive references: config, augmentation, losses, guards, schedule."""
+
+from __future__ import annotations
+
+import math
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+import torch.nn.functional as F
+
+from facefit.errors import UsageError
+from facefit.train.augment import augment
+from facefit.train.config import AugmentConfig, LossConfig, load_config, parse_set
+from facefit.train.guard import L2SP, distillation_loss, freeze_stages
+from facefit.train.loop import Schedule, _epoch_order
+from facefit.train.losses import build_loss, init_head_from_means
+
+# --- config ---------------------------------------------------------------------------------------------------
+
+def test_config_defaults_and_overrides(tmp_path: Path) -> None:
+    cfg = load_config()
+    assert cfg.base == "dlib-resnet" and cfg.loss.kind == "arcface" and cfg.loss.margin == 0.2
+    assert cfg.optim.time_budget_min == 30 and cfg.data.held_out == 0.1
+    f = tmp_path / "c.yaml"
+    f.write_text("loss:\n  kind: cosface\n  margin: 0.35\noptim:\n  lr: 3.0e-4\n")
+    cfg = load_config(f, parse_set(["optim.epochs=7", "guard.distill_weight=0"]))
+    assert cfg.loss.kind == "cosface" and cfg.optim.lr == 3e-4 and cfg.optim.epochs == 7
+    assert cfg.guard.distill_weight == 0
+    assert cfg.digest() != load_config().digest()
+    assert cfg.digest() == load_config(f, parse_set(["optim.epochs=7", "guard.distill_weight=0"])).digest()
+
+
+@pytest.mark.parametrize("text,message", [
+    ("loss:\n  kind: arcfase\n", "loss.kind"),
+    ("optim:\n  lr: -1\n", "optim.lr"),
+    ("optim:\n  learning_rate: 0.1\n", "optim.learning_rate: Extra inputs are not permitted"),
+    ("surprise: 1\n", "surprise"),
+    ("loss:\n  kind: triplet\noptim:\n  batch_size: 30\n  images_per_person: 4\n", "multiple of"),
+    ("data:\n  val_pairs: p.csv\n", "go together"),
+    ("- a list\n", "must be a mapping"),
+])
+def test_config_errors_are_clear(tmp_path: Path, text: str, message: str) -> None:
+    f = tmp_path / "c.yaml"
+    f.write_text(text)
+    with pytest.raises(UsageError, match=message):
+        load_config(f)
+
+
+def test_set_syntax() -> None:
+    assert parse_set(["optim.lr=1e-3", "augment.flip=false", "data.filters={age_class: [a, b]}"]) == {
+        "optim.lr": 1e-3, "augment.flip": False, "data.filters": {"age_class": ["a", "b"]}}
+    with pytest.raises(UsageError, match="KEY=VALUE"):
+        parse_set(["optim.lr"])
+
+
+# --- augmentation ---------------------------------------------------------------------------------------------
+
+def _faces(johns) -> torch.Tensor:
+    return torch.from_numpy(johns[0][:8]).permute(0, 3, 1, 2).float()
+
+
+def test_augment_is_seeded_and_in_range(johns) -> None:
+    x = _faces(johns)
+    a = augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    b = augment(x, AugmentConfig(), torch.Generator().manual_seed(1))
+    c = augment(x, AugmentConfig(), torch.Generator().manual_seed(2))
+    assert a.shape == x.shape and torch.equal(a, b) and not torch.equal(a, c)
+    assert a.min() >= 0 and a.max() <= 255
+    assert (a - x).abs().mean() > 1.0  # it does something
+
+
+def test_each_augmentation_alone(johns) -> None:
+    x = _faces(johns)
+    off = AugmentConfig(flip=False, brightness=0, contrast=0, gamma=0, saturation=0, hue=0, shift=0, scale=0,
+                        rotate=0, blur=0)
+    assert torch.allclose(augment(x, off, torch.Generator().manual_seed(0)), x, atol=1e-3)
+    flipped = augment(x, off.model_copy(update={"flip": True}), torch.Generator().manual_seed(0))
+    for i in range(len(x)):  # each face is either itself or its mirror image
+        assert torch.allclose(flipped[i], x[i], atol=1e-3) or torch.allclose(flipped[i], x[i].flip(2), atol=1e-3)
+    grey = x.mean(1, keepdim=True).repeat(1, 3, 1, 1)
+    hue = augment(grey, off.model_copy(update={"hue": 0.5}), torch.Generator().manual_seed(0))
+    assert torch.allclose(hue, grey, atol=1e-2)  # rotating hue leaves grey pixels grey
+    sat = augment(x, off.model_copy(update={"saturation": 1.0}), torch.Generator().manual_seed(0))
+    assert not torch.allclose(sat, x, atol=1.0)
+
+
+# --- losses ---------------------------------------------------------------------------------------------------
+
+def naive_arcface(emb: torch.Tensor, labels: torch.Tensor, w: torch.Tensor, margin: float, scale: float) -> float:
+    """ArcFace written out: logit of the true class is s*cos(theta + m), the others s*cos(theta)."""
+    total = 0.0
+    for e, y in zip(emb, labels):
+        cos = F.normalize(e, dim=0) @ F.normalize(w, dim=0)
+        logits = []
+        for k, c in enumerate(cos.tolist()):
+            theta = math.acos(max(-1.0, min(1.0, c)))
+            logits.append(scale * math.cos(theta + margin) if k == int(y) else scale * c)
+        m = max(logits)
+        total += -(logits[int(y)] - m - math.log(sum(math.exp(v - m) for v in logits)))
+    return total / len(emb)
+
+
+def test_arcface_margin_is_in_radians() -> None:
+    torch.manual_seed(0)
+    emb, labels = torch.randn(12, 16), torch.randint(0, 5, (12,))
+    loss = build_loss(LossConfig(kind="arcface", margin=0.3, scale=16), 5, 16)
+    expected = naive_arcface(emb.double(), labels, loss.head.detach().double(), 0.3, 16)
+    assert loss(emb, labels).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_cosface_and_softmax_and_triplet_build() -> None:
+    torch.manual_seed(0)
+    emb, labels = torch.randn(16, 8), torch.arange(4).repeat(4)
+    for kind in ("cosface", "softmax", "subcenter-arcface", "triplet"):
+        loss = build_loss(LossConfig(kind=kind), 4, 8)
+        value = loss(emb, labels)
+        assert torch.isfinite(value) and value > 0, kind
+        assert (loss.head is None) == (kind == "triplet")
+
+
+def test_head_starts_at_class_means() -> None:
+    torch.manual_seed(0)
+    emb, labels = torch.randn(30, 8), torch.arange(3).repeat(10)
+    loss = build_loss(LossConfig(kind="arcface"), 3, 8)
+    init_head_from_means(loss, emb, labels)
+    for k in range(3):
+        expected = F.normalize(F.normalize(emb[labels == k], dim=1).mean(0), dim=0)
+        assert torch.allclose(loss.head[:, k], expected, atol=1e-6)
+    sub = build_loss(LossConfig(kind="subcenter-arcface", sub_centers=2), 3, 8)
+    init_head_from_means(sub, emb, labels, sub_centers=2, generator=torch.Generator().manual_seed(0))
+    for k in range(3):  # class-major columns, each close to the class mean
+        for s in range(2):
+            assert F.cosine_similarity(sub.head[:, 2 * k + s], loss.head[:, k], dim=0) > 0.99
+
+
+# --- guards ---------------------------------------------------------------------------------------------------
+
+def test_distillation_loss() -> None:
+    a, b = torch.randn(5, 4), torch.randn(5, 4)
+    naive = sum(1 - float(x @ y / (x.norm() * y.norm())) for x, y in zip(a, b)) / 5
+    assert float(distillation_loss(a, b)) == pytest.approx(naive, rel=1e-5)
+    assert float(distillation_loss(a, 3 * a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_l2sp_and_freezing() -> None:
+    from facefit import create_model
+
+    m = create_model("dlib-resnet", pretrained=False)
+    reg = L2SP(m)
+    assert float(reg(m)) == 0.0
+    with torch.no_grad():
+        m.fc.weight.add_(0.5)
+    assert float(reg(m)) == pytest.approx(0.25 * m.fc.weight.numel(), rel=1e-4)
+    n = freeze_stages(m, 2)  # stem + first residual stage
+    expected = sum(p.numel() for p in m.stem_conv.parameters()) + sum(p.numel() for p in m.stem_aff.parameters()) \
+        + sum(p.numel() for p in m.stages[0].parameters())
+    assert n == expected
+    assert not m.stages[0][0].conv1.weight.requires_grad and m.stages[1][0].conv1.weight.requires_grad
+    with pytest.raises(ValueError, match="freeze all"):
+        freeze_stages(m, 7)
+
+
+# --- schedule and sampling ------------------------------------------------------------------------------------
+
+def test_schedule_warmup_then_cosine() -> None:
+    s = Schedule(100, 0.1)
+    assert s(0) == pytest.approx(0.1) and s(9) == pytest.approx(1.0)
+    assert s(10) == pytest.approx(1.0) and s(55) == pytest.approx(0.5, abs=0.02) and s(100) == pytest.approx(0.0)
+    assert all(s(i) >= s(i + 1) for i in range(10, 100))
+
+
+def test_epoch_order_is_seeded_and_pk_grouped() -> None:
+    labels = np.repeat(np.arange(10), 6)
+    a, b = _epoch_order(labels, 3, 0, None), _epoch_order(labels, 3, 0, None)
+    assert np.array_equal(a, b) and sorted(a.tolist()) == list(range(60))
+    assert not np.array_equal(a, _epoch_order(labels, 4, 0, None))
+    pk = _epoch_order(labels, 0, 0, 4)
+    assert len(pk) == 60
+    for block in pk.reshape(-1, 4):
+        assert len(set(labels[block])) == 1  # K images of one person in a row

@@ -1,0 +1,150 @@
+"""Real (tiny) fine-tuning runs on Korean faces: outputs, export, kill + resume, bad data, two processes."""
+
+from __future__ import annotations
+
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+import torch
+
+from facefit import create_model
+from facefit.errors import FacefitError, UsageError
+from facefit.train.config import load_config
+from facefit.train.loop import train
+
+FAST = {"optim.batch_size": 16, "optim.epochs": 3, "optim.time_budget_min": None, "data.detector": "hog",
+        "data.val_fraction": 0.25, "workers": 1, "augment.rotate": 3.0}
+
+
+@pytest.fixture(scope="module")
+def tiny(data_root: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """8 persons of the Korean training set (symlinked, never copied)."""
+    src = data_root / "kfamily" / "train"
+    root = tmp_path_factory.mktemp("kf") / "train"
+    root.mkdir()
+    people = sorted(p for p in src.iterdir() if p.is_dir())
+    chosen = [p for p in people if len(list(p.glob("*.jpg"))) >= 10][:8]
+    for p in chosen:
+        (root / p.name).symlink_to(p, target_is_directory=True)
+    return root
+
+
+def _cfg(tiny: Path, **extra):
+    return load_config(None, {**FAST, "data.train": [str(tiny)], **extra})
+
+
+def test_train_exports_a_loadable_model(tiny: Path, tmp_path: Path, model, johns) -> None:
+    run = tmp_path / "run"
+    lines: list[str] = []
+    result = train(_cfg(tiny), run, log=lines.append)
+    for name in ("config.yaml", "run.json", "log.csv", "plots.png", "checkpoints/last.pt", "checkpoints/best.pt",
+                 "checkpoints/reference.pt", "model/model.safetensors", "model/facefit-model.json",
+                 "model/MODEL_CARD.md"):
+        assert (run / name).is_file(), name
+    assert any((run / "tensorboard").iterdir())
+    log = (run / "log.csv").read_text().splitlines()
+    assert len(log) == 4 and log[0].startswith("epoch,step")
+    assert any("held-out persons" in ln for ln in lines)
+    meta = json.loads((run / "run.json").read_text())
+    assert meta["config_digest"] == _cfg(tiny).digest()
+    tuned = create_model(run)  # the run folder loads directly
+    assert tuned.contract.id != model.contract.id and tuned.contract.distance == "cosine"
+    assert tuned.contract.architecture == "dlib-resnet" and "cosine" in tuned.contract.thresholds
+    doc = json.loads((run / "model" / "facefit-model.json").read_text())
+    assert doc["metadata"]["calibration"]["threshold_best_accuracy"] == tuned.contract.thresholds["cosine"]
+    assert result.best_epoch >= 1 and 0 <= result.best["accuracy"] <= 1
+    chips = johns[0][:10]
+    before, after = model.embed(chips), tuned.embed(chips)
+    cos = (before * after).sum(1) / np.linalg.norm(before, axis=1) / np.linalg.norm(after, axis=1)
+    assert np.abs(before - after).max() > 1e-3  # it trained
+    assert cos.mean() > 0.8  # and the distillation guard kept it near the pretrained embedding
+
+
+def test_refuses_to_reuse_a_run_folder(tiny: Path, tmp_path: Path) -> None:
+    run = tmp_path / "run"
+    run.mkdir()
+    (run / "notes.txt").write_text("mine")
+    with pytest.raises(UsageError, match="already exists and is not empty"):
+        train(_cfg(tiny), run)
+    assert (run / "notes.txt").read_text() == "mine"
+    with pytest.raises(UsageError, match="nothing to resume"):
+        train(_cfg(tiny), run, resume=True)
+
+
+def test_bad_data(tiny: Path, tmp_path: Path) -> None:
+    one = tmp_path / "one"
+    one.mkdir()
+    first = sorted(tiny.iterdir())[0]
+    (one / first.name).symlink_to(first.resolve(), target_is_directory=True)
+    with pytest.raises(FacefitError, match="at least 2 persons"):
+        train(load_config(None, {**FAST, "data.train": [str(one)]}), tmp_path / "r1")
+    with pytest.raises(FacefitError, match="unknown attribute"):
+        train(_cfg(tiny, **{"data.filters": {"lighting": ["L1"]}}), tmp_path / "r2")
+    with pytest.raises(FacefitError, match="no such folder"):
+        train(load_config(None, {**FAST, "data.train": [str(tmp_path / "none")]}), tmp_path / "r3")
+
+
+def _launch(args: list[str], env: dict | None = None) -> subprocess.Popen:
+    return subprocess.Popen([sys.executable, "-m", "facefit.cli.app", "train", *args], stdout=subprocess.PIPE,
+                            stderr=subprocess.STDOUT, text=True,
+                            env={**os.environ, "FACEFIT_PROGRESS": "0", **(env or {})})
+
+
+def _set_args(tiny: Path) -> list[str]:
+    out = [str(tiny)]
+    for k, v in FAST.items():
+        out += ["--set", f"{k}={'null' if v is None else v}"]
+    return out
+
+
+def test_killed_run_resumes_exactly(tiny: Path, tmp_path: Path) -> None:
+    """SIGKILL after the first epoch, resume: the result equals the uninterrupted run's."""
+    whole, broken = tmp_path / "whole", tmp_path / "broken"
+    proc = _launch([*_set_args(tiny), "--out", str(whole)])
+    assert proc.wait(timeout=600) == 0, proc.stdout.read()
+    proc = _launch([*_set_args(tiny), "--out", str(broken)])
+    deadline = time.time() + 600
+    while time.time() < deadline:
+        log = broken / "log.csv"
+        if log.exists() and len(log.read_text().splitlines()) >= 2 and (broken / "checkpoints" / "last.pt").exists():
+            break
+        if proc.poll() is not None:
+            pytest.fail("the run ended before it could be killed: " + proc.stdout.read())
+        time.sleep(0.05)
+    proc.send_signal(signal.SIGKILL)
+    proc.wait()
+    assert not (broken / "model").exists()
+    epochs_done = torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["epoch"]
+    assert epochs_done < 3
+    proc = _launch(["--resume", str(broken)])
+    output = proc.communicate(timeout=600)[0]
+    assert proc.returncode == 0, output
+    assert f"resuming {broken} after epoch {epochs_done}" in output
+    a = torch.load(whole / "checkpoints" / "last.pt", weights_only=False)["model"]
+    b = torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["model"]
+    for k in a:
+        assert torch.allclose(a[k], b[k], atol=1e-5), k
+    assert (broken / "log.csv").read_text().count("\n") == 4  # the redone epochs are not logged twice
+    proc = _launch(["--resume", str(broken), "--set", "optim.lr=0.1"])
+    out = proc.communicate(timeout=120)[0]
+    assert proc.returncode == 2 and "--resume uses the run's own config.yaml" in out
+
+
+@pytest.mark.slow
+def test_two_processes_with_torchrun(tiny: Path, tmp_path: Path) -> None:
+    """DDP on CPU with gloo: two ranks each take half of every batch; rank 0 validates and exports."""
+    run = tmp_path / "ddp"
+    cmd = [sys.executable, "-m", "torch.distributed.run", "--nproc_per_node", "2", "--master_port", "29517",
+           "-m", "facefit.cli.app", "train", *_set_args(tiny), "--set", "optim.epochs=1", "--out", str(run)]
+    env = {**os.environ, "FACEFIT_PROGRESS": "0", "OMP_NUM_THREADS": "1"}
+    proc = subprocess.run(cmd, capture_output=True, text=True, env=env, timeout=900)
+    assert proc.returncode == 0, proc.stdout + proc.stderr
+    assert create_model(run).embed(np.zeros((1, 150, 150, 3), np.uint8)).shape == (1, 128)
+    assert len((run / "log.csv").read_text().splitlines()) == 2
