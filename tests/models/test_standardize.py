@@ -102,3 +102,26 @@ def test_unstandardised_weights_are_fragile(model, standardized, johns) -> None:
         return float(cos.mean())
 
     assert drift(standardized) > drift(model) + 0.02
+
+
+def test_affine_gradients_equal_the_plain_formula(johns) -> None:
+    """The fused affine must give the gradients of x*w + b (a wrong kernel once silently stalled training)."""
+    from facefit import create_model
+    from facefit.models import dlib_resnet
+
+    chips = johns[0][:6]
+
+    def grads(plain: bool) -> torch.Tensor:
+        m = create_model("dlib-resnet")
+        if plain:
+            for mod in m.modules():
+                if isinstance(mod, dlib_resnet.Affine):
+                    mod.forward = lambda x, mod=mod: x * mod.weight.view(1, -1, 1, 1) + mod.bias.view(1, -1, 1, 1)
+        x = m.preprocess(torch.from_numpy(chips)).contiguous(memory_format=torch.channels_last)
+        m.to(memory_format=torch.channels_last).train()
+        m(x).sum().backward()
+        return torch.cat([p.grad.flatten() for p in m.parameters()])
+
+    fused, plain = grads(False), grads(True)
+    assert torch.isfinite(fused).all() and float(fused.norm()) < 1e6
+    assert torch.allclose(fused, plain, rtol=1e-3, atol=1e-3)

@@ -26,6 +26,12 @@ class Metric(enum.StrEnum):
     cosine = "cosine"
 
 
+class EvalMetric(enum.StrEnum):
+    auto = "auto"
+    euclidean = "euclidean"
+    cosine = "cosine"
+
+
 class Faces(enum.StrEnum):
     all = "all"
     largest = "largest"

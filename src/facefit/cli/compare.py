@@ -7,15 +7,16 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, Faces, Metric, err, out, report_failures
+from facefit.cli.common import Detector, EvalMetric, Faces, err, out, report_failures
 
 EXIT_PARTIAL = 3
 
 
 def compare(
     images: Annotated[list[Path], typer.Argument(help="Image files (or folders) to compare.", show_default=False)],
-    metric: Annotated[Metric, typer.Option("--metric", help="euclidean: L2 on raw embeddings (dlib's); "
-                                                            "cosine: 1 - cosine similarity.")] = Metric.euclidean,
+    metric: Annotated[EvalMetric, typer.Option("--metric", help="auto: the model's own distance; euclidean: L2 on "
+                                                                "raw embeddings (dlib's); cosine: 1 - cosine "
+                                                                "similarity.")] = EvalMetric.auto,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save the matrix as a heat map (PNG/SVG/PDF).",
                                               show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
@@ -49,6 +50,9 @@ def compare(
     if not found.files:
         raise typer.BadParameter("no image files found", param_hint="IMAGES")
     net = create_model(model)
+    from facefit.eval.run import model_metric
+
+    distance = model_metric(net.contract, metric.value)
     result = embed_files(found.files, net, faces=faces.value, detector=detector.value, aligned=aligned)
     report_failures(result.failures, None, result.n_images, "images")
     if len(result) < 2:
@@ -58,7 +62,7 @@ def compare(
         from facefit.eval.calibration import load_calibration
 
         cal = load_calibration(threshold_from, net.contract.id)
-        if cal.metric != metric.value:
+        if cal.metric != distance:
             raise typer.BadParameter(f"{threshold_from} was calibrated with --metric {cal.metric}; "
                                      f"use the same metric", param_hint="--threshold-from")
         threshold = cal.threshold
@@ -67,14 +71,14 @@ def compare(
                       "does not apply; it may be off", markup=False)
         err.print(f"threshold {threshold:.4f} ({cal.kind}) from {cal.source}", markup=False)
     elif threshold is None:
-        threshold = net.contract.thresholds.get(metric.value)
-    matrix = pairwise_distances(result.embeddings, metric=metric.value)
-    print_distance_matrix(out, result.labels, result.paths, matrix, metric.value, threshold)
+        threshold = net.contract.thresholds.get(distance)
+    matrix = pairwise_distances(result.embeddings, metric=distance)
+    print_distance_matrix(out, result.labels, result.paths, matrix, distance, threshold)
     if plot is not None:
         from facefit.io.files import write_with
         from facefit.plots import distance_heatmap
 
-        write_with(plot, lambda tmp: distance_heatmap(matrix, result.labels, tmp, metric=metric.value,
+        write_with(plot, lambda tmp: distance_heatmap(matrix, result.labels, tmp, metric=distance,
                                                       threshold=threshold))
         err.print(f"heat map written to {plot}", markup=False)
     if result.failures:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, Metric, err, info, out, progress_bar
+from facefit.cli.common import Detector, EvalMetric, err, info, out, progress_bar
 
 
 def _labels(names: list[str]) -> list[str]:
@@ -29,8 +29,10 @@ def eval_command(
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder.", show_default=False)],
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to compare "
                                                                            "(the first is the baseline).")] = None,
-    metric: Annotated[Metric, typer.Option("--metric", help="euclidean (L2 on raw embeddings) or cosine "
-                                                            "(1 - cosine similarity).")] = Metric.euclidean,
+    metric: Annotated[EvalMetric, typer.Option("--metric", help="auto: each model's own distance (dlib-resnet: "
+                                                                "euclidean; fine-tuned models: cosine); euclidean "
+                                                                "(L2 on raw embeddings); cosine (1 - cos).")]
+    = EvalMetric.auto,
     flip: Annotated[bool, typer.Option("--flip", help="Average each embedding with its mirror image's.")] = False,
     subtract_mean: Annotated[bool, typer.Option("--subtract-mean", help="Centre embeddings on the mean of the "
                                                                         "other folds' images (affects cosine).")]
@@ -67,7 +69,7 @@ def eval_command(
 
     if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
         raise OutputExistsError(out_dir)
-    if subtract_mean and metric is Metric.euclidean:
+    if subtract_mean and metric is EvalMetric.euclidean:
         info("note: --subtract-mean changes nothing with --metric euclidean (distances are shift-invariant); "
              "it matters with --metric cosine")
     pair_set = read_pairs(pairs, root, n_folds=folds)
@@ -105,13 +107,15 @@ def _print_summary(doc: dict, run) -> None:  # noqa: ANN001
     det = doc["detection"]
     info(f"no face detected in {det['no_face']} of {doc['data']['n_images']} images (fallback box used); "
          f"time: " + ", ".join(f"{k} {v:.1f}s" for k, v in run.seconds.items()))
-    table = Table(title=f"verification, {doc['pairs']['n_pairs']} pairs, {doc['options']['metric']} distance",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("model", "accuracy", "AUC", "EER", "VAL@1e-3", "TAR@1e-2", "TAR@1e-3", "TAR@1e-4", "threshold"):
+    table = Table(title=f"verification, {doc['pairs']['n_pairs']} pairs", title_justify="left", box=box.SIMPLE_HEAD)
+    columns = ("model", "distance", "accuracy", "AUC", "EER", "VAL@1e-3", "TAR@1e-2", "TAR@1e-3", "TAR@1e-4",
+               "threshold")
+    for col in columns:
         table.add_column(col, justify="left" if col == "model" else "right")
     for label, m in doc["models"].items():
         t = m["total"]
-        table.add_row(label, f"{f(t.get('accuracy'))} ± {f(t.get('accuracy_std'))}", f(t.get("auc")), f(t.get("eer")),
+        acc = f"{f(t.get('accuracy'))} ± {f(t.get('accuracy_std'))}"
+        table.add_row(label, m["calibration"]["metric"], acc, f(t.get("auc")), f(t.get("eer")),
                       f(t.get("val")), f(t.get("tar_at_far_1e-2")), f(t.get("tar_at_far_1e-3")),
                       f(t.get("tar_at_far_1e-4")), f(t.get("threshold")))
     out.print(table)

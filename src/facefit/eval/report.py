@@ -50,7 +50,9 @@ def _rel(path: Path, root: Path) -> str:
 def metrics_doc(run: EvalRun, command: str = "") -> dict[str, Any]:
     import facefit
 
-    units = (f"{run.options.metric} distance: a pair is accepted as the same person when distance <= threshold")
+    metrics_used = sorted({m.metric for m in run.models})
+    units = (f"{' / '.join(metrics_used)} distance (per model, see calibration.metric): a pair is accepted as the "
+             f"same person when distance <= threshold")
     models = {}
     for m in run.models:
         models[m.label] = {
@@ -58,7 +60,7 @@ def metrics_doc(run: EvalRun, command: str = "") -> dict[str, Any]:
             "total": m.total,
             "subgroups": m.subgroups,
             "calibration": {
-                "metric": run.options.metric,
+                "metric": m.metric,
                 "flip": run.options.flip,
                 "subtract_mean": run.options.subtract_mean,
                 "threshold_best_accuracy": m.total.get("threshold"),
@@ -155,7 +157,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
         out.append("")
     for lb in labels:
         m = doc["models"][lb]
-        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`", ""]
+        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance", ""]
         rows = [("**total**", m["total"])] + sorted(m["subgroups"].items())
         out += _table(rows)
         notes = m["total"].get("notes") or []
@@ -207,7 +209,8 @@ def plot_roc(run: EvalRun, path: Path) -> None:
             ax.axvline(t, color="grey", lw=0.6, ls=":")
     ax.set_xlabel(f"false accept rate (log; {n_neg} negative pairs, resolution {floor:.0e})")
     ax.set_ylabel("true accept rate")
-    ax.set_title(f"ROC, {run.options.metric} distance, {len(run.pairs)} pairs", fontsize=10)
+    ax.set_title(f"ROC, {' / '.join(sorted({m.metric for m in run.models}))} distance, {len(run.pairs)} pairs",
+                 fontsize=10)
     ax.grid(True, which="both", alpha=0.3)
     ax.legend(loc="lower right", fontsize=8)
     fig.tight_layout()
@@ -233,9 +236,9 @@ def plot_scores(run: EvalRun, path: Path) -> None:
         thr = m.total.get("threshold")
         if thr is not None and math.isfinite(thr):
             ax.axvline(thr, color="black", lw=1, ls="--", label=f"threshold {thr:.3f}")
-        ax.set_title(m.label, fontsize=9)
+        ax.set_title(f"{m.label} ({m.metric} distance)", fontsize=9)
         ax.legend(fontsize=7)
-    axes[-1, 0].set_xlabel(f"{run.options.metric} distance")
+    axes[-1, 0].set_xlabel("distance")
     fig.tight_layout()
     fig.savefig(path, dpi=120)
     plt.close(fig)

@@ -41,7 +41,7 @@ from facefit.models.contract import EmbeddingContract
 
 @dataclass(frozen=True)
 class EvalOptions:
-    metric: str = "euclidean"  # distance: "euclidean" (L2 on raw embeddings) or "cosine" (1 - cos)
+    metric: str = "euclidean"  # "euclidean" (L2 on raw embeddings), "cosine" (1 - cos) or "auto" (each model's own)
     flip: bool = False  # average each embedding with its mirror image's
     subtract_mean: bool = False  # subtract the mean embedding of the other folds' images
     n_folds: int = 10  # for CSV files without a fold column
@@ -64,6 +64,7 @@ class ModelEval:
     label: str
     contract: EmbeddingContract
     distances: np.ndarray  # one per pair; lower = more alike
+    metric: str = "euclidean"
     total: dict[str, Any] = field(default_factory=dict)
     subgroups: dict[str, dict[str, Any]] = field(default_factory=dict)
     embedded_now: int = 0  # embeddings computed in this run (the rest came from the cache)
@@ -124,7 +125,7 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     """Score every pair with every model and compute the verification metrics."""
     from facefit.eval.metrics import subgroup_metrics, verification_metrics
 
-    if options.metric not in ("euclidean", "cosine"):
+    if options.metric not in ("euclidean", "cosine", "auto"):
         raise ValueError(f"unknown metric {options.metric!r}")
     if not models:
         raise ValueError("no model to evaluate")
@@ -238,10 +239,11 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     results = []
     for k, (label, model) in enumerate(models):
         emb = _gather(images, sha, dets, model.contract, options, cache, fb_prov)
-        dist = _pair_distances(pairs, emb, folds, options)
+        metric = model_metric(model.contract, options.metric)
+        dist = _pair_distances(pairs, emb, folds, options, metric)
         total = verification_metrics(-dist, same, folds)
         subs = subgroup_metrics(-dist, same, folds, groups) if groups else {}
-        results.append(ModelEval(label, model.contract, dist, to_distance_units(total),
+        results.append(ModelEval(label, model.contract, dist, metric, to_distance_units(total),
                                  {g: to_distance_units(m) for g, m in subs.items()}, embedder.count[k]))
     seconds["metrics"] = time.perf_counter() - t0
     return EvalRun(pairs, options, results, no_face, fallback, data_sha, len(undetected), seconds)
@@ -290,8 +292,14 @@ def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDete
     return out
 
 
+def model_metric(contract: EmbeddingContract, asked: str) -> str:
+    """The distance a model is scored with: as asked, or with ``auto`` the model's own."""
+    return (contract.distance if contract.distance in ("euclidean", "cosine") else "euclidean") \
+        if asked == "auto" else asked
+
+
 def _pair_distances(pairs: PairSet, emb: dict[Path, np.ndarray], folds: np.ndarray,
-                    options: EvalOptions) -> np.ndarray:
+                    options: EvalOptions, metric: str) -> np.ndarray:
     from facefit.distances import paired_distances
 
     a = np.stack([emb[p.a] for p in pairs.pairs]).astype(np.float64)
@@ -307,7 +315,7 @@ def _pair_distances(pairs: PairSet, emb: dict[Path, np.ndarray], folds: np.ndarr
             sel = folds == f
             a[sel] -= mean
             b[sel] -= mean
-    return paired_distances(a, b, options.metric)
+    return paired_distances(a, b, metric)
 
 
 _THRESHOLD_KEYS = ("threshold", "eer_threshold", "fold_thresholds")

@@ -27,6 +27,22 @@ class FaceEmbedder(nn.Module):
         self.register_buffer("_mean", mean, persistent=False)
         self.register_buffer("_std", std, persistent=False)
 
+    def stage_list(self) -> list[nn.Module]:
+        """The backbone's stages from the input side (views; applied in turn they compute ``forward``)."""
+        getter = getattr(self, "stage_modules", None) or getattr(self, "stages", None)
+        if not callable(getter):
+            raise TypeError(f"{type(self).__name__} does not list its stages")
+        return list(getter())
+
+    def run_stages(self, x: torch.Tensor, start: int = 0, end: int | None = None) -> torch.Tensor:
+        """Stages ``start`` to ``end`` only; lets training share a frozen prefix between models."""
+        stages = self.stage_list()
+        for stage in stages[start:end]:
+            x = stage(x)
+        if (end is None or end >= len(stages)) and self.contract.normalized:
+            x = torch.nn.functional.normalize(x, dim=1)
+        return x
+
     def inference_copy(self) -> nn.Module:
         """A frozen copy of this network tuned for inference; subclasses may fold layers.
 

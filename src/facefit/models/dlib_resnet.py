@@ -33,9 +33,15 @@ class Affine(nn.Module):
         super().__init__()
         self.weight = nn.Parameter(torch.ones(channels))
         self.bias = nn.Parameter(torch.zeros(channels))
+        # Fixed statistics (mean 0, variance 1) for the fused kernel below; not part of the state dict.
+        # They must be real tensors: zero-stride expanded ones give garbage weight gradients.
+        self.register_buffer("_zero", torch.zeros(channels), persistent=False)
+        self.register_buffer("_one", torch.ones(channels), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        return x * self.weight.view(1, -1, 1, 1) + self.bias.view(1, -1, 1, 1)
+        # batch_norm with statistics 0/1 and eps 0 computes exactly x*w + b, in one fused kernel whose
+        # backward is faster in training than the two broadcast ops.
+        return F.batch_norm(x, self._zero, self._one, self.weight, self.bias, False, 0.0, 0.0)
 
 
 def pad_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
@@ -68,6 +74,24 @@ class ResBlock(nn.Module):
         y = self.aff2(self.conv2(F.relu(self.aff1(self.conv1(x)), inplace=inplace)))
         shortcut = F.avg_pool2d(x, 2, 2) if self.down else x
         return F.relu(pad_add(shortcut, y), inplace=inplace)
+
+
+class _Stem(nn.Module):
+    def __init__(self, conv: nn.Conv2d, aff: Affine) -> None:
+        super().__init__()
+        self.conv, self.aff = conv, aff
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return F.max_pool2d(F.relu(self.aff(self.conv(x)), inplace=not torch.is_grad_enabled()), 3, 2)
+
+
+class _Head(nn.Module):
+    def __init__(self, fc: nn.Linear) -> None:
+        super().__init__()
+        self.fc = fc
+
+    def forward(self, x: torch.Tensor) -> torch.Tensor:
+        return self.fc(x.mean(dim=(2, 3)))
 
 
 # (channels, number of blocks, whether the first block downsamples), input side first.
@@ -121,8 +145,12 @@ class DlibResNet(FaceEmbedder):
         return net
 
     def stage_modules(self) -> list[nn.Module]:
-        """Stages from the input side: stem, the five residual stages, the final projection."""
-        return [nn.ModuleList([self.stem_conv, self.stem_aff]), *self.stages, self.fc]
+        """Stages from the input side: stem, the five residual stages, pooling + projection.
+
+        Views over this model's own layers (not registered, so state-dict keys do not
+        change); applied in turn they compute ``forward``.
+        """
+        return [_Stem(self.stem_conv, self.stem_aff), *self.stages, _Head(self.fc)]
 
     def conv_affine_pairs(self) -> Iterator[tuple[nn.Conv2d, Affine]]:
         """Every conv with the affine that follows it, from the input outwards."""

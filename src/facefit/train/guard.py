@@ -10,10 +10,10 @@ from torch import nn
 
 def backbone_stages(model: nn.Module) -> list[nn.Module]:
     """The backbone's stages from the input side; each architecture says what its stages are."""
-    getter = getattr(model, "stage_modules", None) or getattr(model, "stages", None)
-    if not callable(getter):
-        raise TypeError(f"{type(model).__name__} does not list its stages; cannot freeze part of it")
-    return list(getter())
+    try:
+        return model.stage_list()
+    except (AttributeError, TypeError):
+        raise TypeError(f"{type(model).__name__} does not list its stages; cannot freeze part of it") from None
 
 
 def freeze_stages(model: nn.Module, n: int) -> int:

@@ -120,15 +120,16 @@ def _epoch_order(labels: np.ndarray, epoch: int, seed: int, pk: int | None) -> n
 
 
 class _Step(nn.Module):
-    """Backbone + loss as one module, so DDP synchronises the head's gradients too."""
+    """Backbone (from stage ``start``) + loss as one module, so DDP synchronises the head's gradients too."""
 
-    def __init__(self, model: FaceEmbedder, loss: nn.Module) -> None:
+    def __init__(self, model: FaceEmbedder, loss: nn.Module, start: int) -> None:
         super().__init__()
         self.model = model
         self.loss = loss
+        self.start = start
 
     def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
-        emb = self.model(x)
+        emb = self.model.run_stages(x, self.start) if self.start else self.model(x)
         return emb, self.loss(emb.float(), y)
 
 
@@ -221,9 +222,10 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
 
     teacher = None
     if cfg.guard.distill_weight > 0:
-        teacher = copy.deepcopy(model).eval()
-        for p in teacher.parameters():
+        frozen_copy = copy.deepcopy(model).eval()
+        for p in frozen_copy.parameters():
             p.requires_grad_(False)
+        teacher = frozen_copy._inference_net()  # it never changes: use the folded, faster copy
     n_classes = train_set.n_persons
     loss_fn = build_loss(cfg.loss, n_classes, model.embedding_dim).to(device)
     if state is None and cfg.loss.kind in CLASSIFICATION and cfg.loss.head_init == "class-mean":
@@ -236,7 +238,9 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
     if state is not None:
         model.load_state_dict(state["model"])
         loss_fn.load_state_dict(state["loss"])
-    step_module: nn.Module = _Step(model, loss_fn)
+    # Frozen stages are run once, without gradients, and their output feeds student and teacher alike.
+    prefix = cfg.guard.freeze_stages
+    step_module: nn.Module = _Step(model, loss_fn, prefix)
     if dist.world > 1:
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
@@ -296,11 +300,14 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
                 x = model.normalize(augment(x, cfg.augment, gen)).contiguous(memory_format=memory_format)
                 y = torch.from_numpy(train_set.labels[idx]).to(device)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
+                    if prefix:
+                        with torch.no_grad():
+                            x = model.run_stages(x, 0, prefix)
                     emb, metric_loss = step_module(x, y)
                     loss = metric_loss
                     if teacher is not None:
                         with torch.no_grad():
-                            target = teacher(x)
+                            target = teacher.run_stages(x, prefix) if prefix else teacher(x)
                         d_loss = distillation_loss(emb, target)
                         loss = loss + cfg.guard.distill_weight * d_loss
                         sums["distill_loss"] += d_loss.item()
