@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.facefit-installed
 
-.PHONY: demo test install lint bench clean
+.PHONY: demo demo-full test install lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -16,6 +16,9 @@ install: $(STAMP)
 
 demo: $(STAMP)
 	$(BIN)/facefit demo $(DEMO_ARGS)
+
+demo-full: $(STAMP)
+	$(BIN)/facefit demo --train-minutes 30 $(DEMO_ARGS)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)

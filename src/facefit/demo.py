@@ -1,8 +1,10 @@
 """The demo: the main job end to end on the shared fixtures.
 
-At this stage: align the Yale photos, embed them and dlib's example chips,
-prove the port against dlib itself, and show distance matrices and how dlib's
-threshold separates same-person from different-person pairs.
+Align the Yale photos, embed them and dlib's example chips, prove the port
+against dlib itself, show distance matrices and how dlib's threshold separates
+same-person from different-person pairs; then verify the pre-trained model on
+the Korean validation pairs and LFW, fine-tune it on the Korean training persons
+within a time budget, and print the pre-trained vs fine-tuned table.
 """
 
 from __future__ import annotations
@@ -14,6 +16,7 @@ from pathlib import Path
 import numpy as np
 from rich.console import Console
 
+from facefit.align.cached import ProgressFactory, no_progress
 from facefit.errors import UsageError
 
 ENV_DATA = "FACEFIT_DATA"
@@ -69,9 +72,9 @@ def _benchmarks(data: Path, lfw: bool) -> list[tuple[str, str, str]]:
     return found
 
 
-def _verify(name: str, root: Path, pairs_file: Path, model, out_dir: Path, out: Console,  # noqa: ANN001
-            workers: int | None) -> dict:
-    """One verification run with the cached pipeline, its report written to ``out_dir``."""
+def _verify(name: str, root: Path, pairs_file: Path, models: list, out_dir: Path,  # noqa: ANN001
+            workers: int | None, progress) -> tuple[dict[str, dict], float]:  # noqa: ANN001
+    """One verification run of ``models`` (label, model) with the cached pipeline; report in ``out_dir``."""
     import shutil
 
     from facefit.data.pairs import read_pairs
@@ -83,22 +86,68 @@ def _verify(name: str, root: Path, pairs_file: Path, model, out_dir: Path, out: 
     pairs = read_pairs(pairs_file, root)
     t0 = time.perf_counter()
     with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
-        run = evaluate(pairs, [("dlib-resnet", model)], EvalOptions(workers=workers), cache)
+        run = evaluate(pairs, models, EvalOptions(metric="auto", workers=workers), cache, progress=progress)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
-    write_report(run, out_dir, command=f"facefit eval {root} --pairs {pairs_file} --out REPORT")
-    t = run.models[0].total
-    out.print(f"\n[bold]6. verification[/bold] on {name} ({len(pairs)} pairs, 10 folds, "
-              f"{time.perf_counter() - t0:.0f} s; detections and embeddings are cached for re-runs): "
-              f"accuracy {t['accuracy']:.4f} "
-              f"± {t['accuracy_std']:.4f}, AUC {t['auc']:.4f}, EER {t['eer']:.4f}, TAR@FAR=1e-2 "
-              f"{t['tar_at_far_1e-2']:.3f}, TAR@FAR=1e-3 {t['tar_at_far_1e-3']:.3f}; best-accuracy threshold "
-              f"{t['threshold']:.3f} (dlib's default is 0.6); report in {out_dir}/")
-    return {k: t[k] for k in ("accuracy", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3", "threshold")}
+    flags = " ".join(f"--model {label}" for label, _ in models)
+    write_report(run, out_dir, command=f"facefit eval {root} --pairs {pairs_file} --out REPORT {flags}")
+    keys = ("accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3", "threshold")
+    results = {m.label: {"metric": m.metric, "n_pairs": len(pairs), **{k: m.total[k] for k in keys}}
+               for m in run.models}
+    return results, time.perf_counter() - t0
 
 
-def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None = None, lfw: bool = False) -> dict:
-    """Run the demo on ``data`` (a folder holding fixtures/), writing figures and embeddings to ``out_dir``."""
+def _print_verification(out: Console, step: str, name: str, res: dict, seconds: float, out_dir: Path) -> None:
+    out.print(f"\n[bold]{step}. verification[/bold] on {name} ({res['n_pairs']} pairs, 10 folds, {seconds:.0f} s; "
+              f"detections and embeddings are cached for re-runs): accuracy {res['accuracy']:.4f} "
+              f"± {res['accuracy_std']:.4f}, AUC {res['auc']:.4f}, EER {res['eer']:.4f}, TAR@FAR=1e-2 "
+              f"{res['tar_at_far_1e-2']:.3f}, TAR@FAR=1e-3 {res['tar_at_far_1e-3']:.3f}; best-accuracy "
+              f"{res['metric']} threshold {res['threshold']:.3f} (dlib's default: Euclidean 0.6); report in "
+              f"{out_dir}/")
+
+
+def _finetune(data: Path, run_dir: Path, minutes: float, out: Console, workers: int | None,
+              progress) -> Path:  # noqa: ANN001
+    """The default training recipe on kfamily/train, within ``minutes``; returns the exported model's folder."""
+    import shutil
+
+    from facefit.train.config import load_config
+    from facefit.train.loop import train
+
+    cfg = load_config(overrides={"data.train": [str(data / "kfamily" / "train")], "optim.time_budget_min": minutes,
+                                 "workers": workers})
+    shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run folder from an earlier demo
+    out.print(f"\n[bold]7. fine-tune[/bold] dlib-resnet on {data / 'kfamily' / 'train'} with the default recipe "
+              f"(as `facefit train DATA --base dlib-resnet --out RUN --time-budget {minutes:g}`): held-out persons "
+              f"pick the best epoch; the validation pairs are not seen", markup=False)
+    result = train(cfg, run_dir, progress=progress, log=lambda line: out.print("   " + line, markup=False),
+                   command=f"facefit train {data / 'kfamily' / 'train'} --out {run_dir} --time-budget {minutes:g}")
+    out.print(f"   trained {result.steps} steps ({result.epochs} epochs) at {result.images_per_s:.0f} img/s; "
+              f"whole run {result.seconds / 60:.1f} min; best epoch {result.best_epoch}; model in {result.model_dir}",
+              markup=False)
+    return run_dir
+
+
+def _comparison_table(results: dict[str, dict[str, dict]]):  # noqa: ANN202
+    from rich import box
+    from rich.table import Table
+
+    table = Table(title="8. pre-trained vs fine-tuned (10-fold verification)", title_justify="left",
+                  box=box.SIMPLE_HEAD)
+    for col in ("benchmark", "metric", "pre-trained", "fine-tuned", "change"):
+        table.add_column(col, justify="left" if col in ("benchmark", "metric") else "right")
+    for bench, by_model in results.items():
+        pre, ft = by_model["pre-trained"], by_model["fine-tuned"]
+        for key, label in (("accuracy", "accuracy"), ("auc", "AUC"), ("eer", "EER"),
+                           ("tar_at_far_1e-2", "TAR@FAR=1e-2"), ("tar_at_far_1e-3", "TAR@FAR=1e-3")):
+            a, b = pre[key], ft[key]
+            table.add_row(bench if key == "accuracy" else "", label, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+    return table
+
+
+def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None = None, lfw: bool = True,
+             train_minutes: float = 5.0, progress: ProgressFactory = no_progress) -> dict:
+    """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and a run to ``out_dir``."""
     from rich.table import Table
 
     from facefit.io.embeddings import save_embeddings
@@ -201,15 +250,43 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
     save_embeddings(out_dir / "embeddings.npz", paths=all_paths,
                     embeddings=np.concatenate([johns.embeddings, yale.embeddings]), contract_json=c.to_json())
     files = "embeddings.npz, johns_matrix.png, yale_matrix.png"
-    verification = {}
-    for name, rel_root, rel_pairs in _benchmarks(data, lfw):
-        verification[name] = _verify(name, data / rel_root, data / rel_pairs, model, out_dir / f"eval-{name}", out,
-                                     workers)
+
+    # 6. Verification of the pre-trained model on the Korean validation pairs (and LFW).
+    pre = ("pre-trained", model)
+    verification: dict[str, dict[str, dict]] = {}
+    benches = _benchmarks(data, lfw)
+    for name, rel_root, rel_pairs in benches:
+        res, secs = _verify(name, data / rel_root, data / rel_pairs, [pre], out_dir / f"eval-{name}", workers,
+                            progress)
+        verification[name] = res
+        _print_verification(out, "6", name, res["pre-trained"], secs, out_dir / f"eval-{name}")
         files += f", eval-{name}/"
     if not (data / "kfamily").is_dir():
-        out.print("(no kfamily/ in the data folder: skipping the Korean verification step)")
+        out.print("(no kfamily/ in the data folder: skipping the Korean verification and fine-tuning steps)")
+
+    # 7-8. Fine-tune on the Korean training persons, then compare on the same pairs.
+    run_dir = out_dir / "train-run"
+    if train_minutes and (data / "kfamily" / "train").is_dir() and benches:
+        from facefit.models import create_model as load
+
+        _finetune(data, run_dir, train_minutes, out, workers, progress)
+        tuned = ("fine-tuned", load(str(run_dir)))
+        for name, rel_root, rel_pairs in benches:
+            res, _ = _verify(name, data / rel_root, data / rel_pairs, [pre, tuned], out_dir / f"eval-{name}",
+                             workers, progress)
+            verification[name] = res
+        out.print()
+        out.print(_comparison_table(verification))
+        metrics = {b: {m: r["metric"] for m, r in by.items()} for b, by in verification.items()}
+        out.print(f"distances: {metrics}; side-by-side reports with ROC curves in eval-*/report.md", markup=False)
+        files += ", train-run/ (run folder: log.csv, plots.png, model/)"
+        if train_minutes < 30:
+            out.print(f"(a {train_minutes:g}-minute training budget keeps the demo short; `make demo-full` or "
+                      f"`facefit demo --train-minutes 30` runs the default 30-minute recipe)")
+    elif not train_minutes:
+        out.print("(fine-tuning skipped: --train-minutes 0)")
     out.print(f"\noutputs in {out_dir}/: {files}")
-    out.print("next stages (not built yet): fine-tuning on Korean faces (facefit train), face database and 1:N.")
+    out.print("next stage (not built yet): face database and 1:N identification (facefit gallery/identify/stream).")
     return {"verification": verification, "yale_faces": len(yale), "yale_failures": yale.failures,
             "johns_faces": len(johns),
             "max_abs_diff_vs_dlib": diff, "pairs": summary}

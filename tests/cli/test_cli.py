@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import hashlib
+import json
 import os
 import re
 import shutil
@@ -189,7 +190,7 @@ def test_demo_without_data_says_what_to_do(tmp_path: Path) -> None:
 
 
 def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
-    proc = run("demo", "--data", data_root, "--out", tmp_path / "demo")
+    proc = run("demo", "--data", data_root, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0")
     assert proc.returncode == 0, proc.stderr
     diff = float(re.search(r"max \|facefit - dlib compute_face_descriptor\| over \d+ Yale faces = (\S+)",
                            proc.stdout).group(1))
@@ -200,3 +201,32 @@ def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
     acc = float(re.search(r"verification on korean-val .*?accuracy (\d\.\d+)", proc.stdout).group(1))
     assert 0.785 <= acc <= 0.805  # dlib's own pipeline: 0.795
     assert (tmp_path / "demo" / "eval-korean-val" / "metrics.json").is_file()
+    assert "fine-tuning skipped" in proc.stdout
+
+
+@pytest.mark.slow
+def test_demo_fine_tunes_and_compares(data_root: Path, tmp_path: Path) -> None:
+    """The demo's training and comparison steps on a small copy of the layout (symlinks, 8 training persons)."""
+    mini = tmp_path / "data"
+    (mini / "kfamily" / "train").mkdir(parents=True)
+    (mini / "fixtures").symlink_to(data_root / "fixtures", target_is_directory=True)
+    (mini / "kfamily" / "val").symlink_to(data_root / "kfamily" / "val", target_is_directory=True)
+    people = [p for p in sorted((data_root / "kfamily" / "train").iterdir()) if len(list(p.glob("*.jpg"))) >= 10]
+    for p in people[:8]:
+        (mini / "kfamily" / "train" / p.name).symlink_to(p, target_is_directory=True)
+    lines = (data_root / "kfamily" / "val_pairs.csv").read_text().splitlines()
+    rows = [ln.split(",") for ln in lines[1:]]
+    keep = [",".join(r) for fold in "01234" for same in "10"
+            for r in [r for r in rows if r[3] == fold and r[2] == same][:12]]  # 5 folds x (12 same + 12 different)
+    (mini / "kfamily" / "val_pairs.csv").write_text("\n".join([lines[0], *keep]) + "\n")
+    proc = run("demo", "--data", mini, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0.3")
+    assert proc.returncode == 0, proc.stderr
+    assert "8. pre-trained vs fine-tuned" in proc.stdout
+    row = re.search(r"korean-val\s+accuracy\s+(\d\.\d+)\s+(\d\.\d+)\s+([+-]\d\.\d+)", proc.stdout)
+    assert row, proc.stdout
+    assert abs(float(row.group(2)) - float(row.group(1)) - float(row.group(3))) < 2e-4
+    doc = json.loads((tmp_path / "demo" / "eval-korean-val" / "metrics.json").read_text())
+    assert set(doc["models"]) == {"pre-trained", "fine-tuned"}
+    assert doc["models"]["fine-tuned"]["calibration"]["metric"] == "cosine"
+    assert doc["models"]["pre-trained"]["calibration"]["metric"] == "euclidean"
+    assert (tmp_path / "demo" / "train-run" / "model" / "MODEL_CARD.md").is_file()

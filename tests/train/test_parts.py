@@ -21,7 +21,8 @@ from facefit.train.losses import build_loss, init_head_from_means
 
 def test_config_defaults_and_overrides(tmp_path: Path) -> None:
     cfg = load_config()
-    assert cfg.base == "dlib-resnet" and cfg.loss.kind == "arcface" and cfg.loss.margin == 0.2
+    assert cfg.base == "dlib-resnet" and cfg.loss.kind == "arcface" and cfg.loss.margin == 0.15
+    assert cfg.guard.freeze_stages == 3 and cfg.guard.distill_weight == 10 and cfg.optim.layer_lr == "flat"
     assert cfg.optim.time_budget_min == 30 and cfg.data.held_out == 0.1
     f = tmp_path / "c.yaml"
     f.write_text("loss:\n  kind: cosface\n  margin: 0.35\noptim:\n  lr: 3.0e-4\n")
@@ -180,3 +181,23 @@ def test_epoch_order_is_seeded_and_pk_grouped() -> None:
     assert len(pk) == 60
     for block in pk.reshape(-1, 4):
         assert len(set(labels[block])) == 1  # K images of one person in a row
+
+
+def test_relative_layer_lr_follows_weight_rms() -> None:
+    from facefit.train.loop import _param_groups
+
+    net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
+    with torch.no_grad():
+        for layer, rms in zip(net, (0.01, 0.02, 0.08)):
+            layer.weight.copy_(torch.full((4, 4), rms))
+    head = torch.nn.Linear(4, 2, bias=False)
+    cfg = load_config(overrides={"optim.lr": 1e-3, "optim.head_lr_mult": 10})
+    groups = _param_groups(net, head, cfg)
+    lrs = {id(g["params"][0]): g["lr"] for g in groups}
+    # the median weight tensor (rms 0.02) keeps the base lr; the others scale with their rms
+    assert [lrs[id(layer.weight)] for layer in net] == pytest.approx([5e-4, 1e-3, 4e-3])
+    biases = next(g for g in groups if g["params"][0] is net[0].bias)
+    assert biases["lr"] == 1e-3 and biases["weight_decay"] == 0.0 and len(biases["params"]) == 3
+    assert next(g for g in groups if g["params"][0] is head.weight)["lr"] == pytest.approx(1e-2)
+    flat = _param_groups(net, head, load_config(overrides={"optim.lr": 1e-3, "optim.layer_lr": "flat"}))
+    assert flat[0]["lr"] == 1e-3 and len(flat[0]["params"]) == 3

@@ -7,20 +7,24 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import err, out
+from facefit.cli.common import err, out, progress_bar
 
 
 def demo(
     data: Annotated[Path | None, typer.Option("--data", help="Data folder holding fixtures/ (default: "
                                                              "$FACEFIT_DATA or ../shared/data).", show_default=False)]
     = None,
-    out_dir: Annotated[Path, typer.Option("--out", help="Folder the demo writes its figures and files to.")]
+    out_dir: Annotated[Path, typer.Option("--out", help="Folder the demo owns and writes its figures, reports and "
+                                                        "training run to (its own earlier outputs are replaced).")]
     = Path("out/demo"),
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
-    lfw: Annotated[bool, typer.Option("--lfw", help="Also evaluate the full LFW protocol (about 3 minutes cold).")]
-    = False,
+    lfw: Annotated[bool, typer.Option("--lfw/--no-lfw", help="Also verify on LFW (about 3 minutes the first "
+                                                             "time, then cached).")] = True,
+    train_minutes: Annotated[float, typer.Option("--train-minutes", min=0.0, help="Fine-tuning budget in minutes "
+                                                 "(0 skips fine-tuning; the default recipe's budget is 30).")]
+    = 5.0,
 ) -> None:
-    """Run the main job: align, embed, check against dlib, compare faces, verify on Korean faces."""
+    """Run the main job: align, embed, check against dlib, verify, fine-tune on Korean faces, compare."""
     from facefit.demo import find_data_dir, run_demo
 
     root = find_data_dir(data)
@@ -28,4 +32,4 @@ def demo(
         err.print("facefit: error: no data folder found (looked for $FACEFIT_DATA and ../shared/data); "
                   "pass --data DIR, a folder holding fixtures/johns and fixtures/yale/original", markup=False)
         raise typer.Exit(2)
-    run_demo(root, out_dir, out, workers=workers, lfw=lfw)
+    run_demo(root, out_dir, out, workers=workers, lfw=lfw, train_minutes=train_minutes, progress=progress_bar)

@@ -59,7 +59,7 @@ class AugmentConfig(_Section):
 
 class LossConfig(_Section):
     kind: Literal["arcface", "cosface", "subcenter-arcface", "softmax", "triplet"] = "arcface"
-    margin: float = Field(0.2, ge=0, le=1.0, description="radians for arcface; cosine units for cosface")
+    margin: float = Field(0.15, ge=0, le=1.0, description="radians for arcface; cosine units for cosface")
     scale: float = Field(32.0, gt=0)
     sub_centers: int = Field(3, ge=1)
     triplet_margin: float = Field(0.2, gt=0)
@@ -69,6 +69,9 @@ class LossConfig(_Section):
 class OptimConfig(_Section):
     lr: float = Field(1e-4, gt=0, le=1.0)
     head_lr_mult: float = Field(10.0, gt=0)
+    layer_lr: Literal["flat", "relative"] = Field(
+        "flat", description="relative: each weight tensor's lr scales with its RMS (median tensor: lr), so "
+                                "every layer moves by a similar fraction of its size")
     weight_decay: float = Field(5e-4, ge=0)
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of the steps")
     batch_size: int = Field(128, ge=2)
@@ -82,7 +85,9 @@ class OptimConfig(_Section):
 class GuardConfig(_Section):
     distill_weight: float = Field(10.0, ge=0, description="pull embeddings toward the frozen pretrained model's")
     l2sp_weight: float = Field(0.0, ge=0, description="pull weights toward the pretrained weights")
-    freeze_stages: int = Field(0, ge=0, description="freeze the first N stages of the backbone")
+    freeze_stages: int = Field(3, ge=0, description="freeze the first N stages of the backbone (dlib-resnet: the "
+                                                   "stem + 2 of 5 residual stages; faster steps, less forgetting; "
+                                                   "0 to train from scratch)")
 
 
 class TrainConfig(_Section):
