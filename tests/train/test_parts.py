@@ -191,7 +191,7 @@ def test_relative_layer_lr_follows_weight_rms() -> None:
         for layer, rms in zip(net, (0.01, 0.02, 0.08)):
             layer.weight.copy_(torch.full((4, 4), rms))
     head = torch.nn.Linear(4, 2, bias=False)
-    cfg = load_config(overrides={"optim.lr": 1e-3, "optim.head_lr_mult": 10})
+    cfg = load_config(overrides={"optim.lr": 1e-3, "optim.head_lr_mult": 10, "optim.layer_lr": "relative"})
     groups = _param_groups(net, head, cfg)
     lrs = {id(g["params"][0]): g["lr"] for g in groups}
     # the median weight tensor (rms 0.02) keeps the base lr; the others scale with their rms
