@@ -41,6 +41,7 @@ def test_config_defaults_and_overrides(tmp_path: Path) -> None:
     ("loss:\n  kind: triplet\noptim:\n  batch_size: 30\n  images_per_person: 4\n", "multiple of"),
     ("data:\n  val_pairs: p.csv\n", "go together"),
     ("- a list\n", "must be a mapping"),
+    ("pretrained: false\n", "guard.distill_weight=0 and guard.freeze_stages=0"),
 ])
 def test_config_errors_are_clear(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "c.yaml"
@@ -150,7 +151,7 @@ def test_l2sp_and_freezing() -> None:
 
     m = create_model("dlib-resnet", pretrained=False)
     reg = L2SP(m)
-    assert float(reg(m)) == 0.0
+    assert float(reg(m).detach()) == 0.0
     with torch.no_grad():
         m.fc.weight.add_(0.5)
     assert float(reg(m)) == pytest.approx(0.25 * m.fc.weight.numel(), rel=1e-4)

@@ -91,6 +91,19 @@ def test_bad_data(tiny: Path, tmp_path: Path) -> None:
         train(load_config(None, {**FAST, "data.train": [str(tmp_path / "none")]}), tmp_path / "r3")
 
 
+def test_trains_another_backbone_from_scratch(tiny: Path, tmp_path: Path) -> None:
+    """A registered architecture without pretrained weights: its own alignment recipe, no guards, exported."""
+    cfg = _cfg(tiny, **{"base": "mobilefacenet", "pretrained": False, "guard.distill_weight": 0,
+                        "guard.freeze_stages": 0, "optim.epochs": 1, "optim.lr": 1e-3})
+    result = train(cfg, tmp_path / "run", log=lambda _: None)
+    tuned = create_model(tmp_path / "run")
+    assert tuned.contract.architecture == "mobilefacenet" and tuned.contract.input_size == (112, 112)
+    rows = (tmp_path / "run" / "log.csv").read_text().splitlines()
+    assert len(rows) == 2 and result.steps > 0
+    emb = tuned.embed(np.zeros((2, 112, 112, 3), np.uint8))
+    assert emb.shape == (2, tuned.embedding_dim) and np.isfinite(emb).all()
+
+
 def _launch(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "facefit.cli.app", "train", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,

@@ -92,6 +92,8 @@ class GuardConfig(_Section):
 
 class TrainConfig(_Section):
     base: str = "dlib-resnet"
+    pretrained: bool = Field(True, description="start from the base's pretrained weights; false trains a "
+                                               "registered architecture from random weights")
     standardize: bool = Field(True, description="function-preserving re-standardisation before training")
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
@@ -115,6 +117,9 @@ class TrainConfig(_Section):
             raise ValueError("data.val_pairs and data.val_root go together")
         if self.select_metric == "val_loss" and self.data.held_out == 0:
             raise ValueError("select_metric val_loss needs held-out persons (data.val_fraction > 0)")
+        if not self.pretrained and (self.guard.distill_weight or self.guard.freeze_stages):
+            raise ValueError("pretrained: false starts from random weights, which the guards would pull toward "
+                             "or freeze; set guard.distill_weight=0 and guard.freeze_stages=0")
         if self.data.val_pairs is None and self.data.held_out == 0 and self.early_stop:
             raise ValueError("early_stop needs validation: data.val_pairs or data.val_fraction > 0")
         return self

@@ -190,7 +190,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
     np.random.seed(cfg.seed)
     ckpt_dir = run_dir / CKPT_DIR
 
-    model = create_model(cfg.base)
+    model = create_model(cfg.base, pretrained=cfg.pretrained)
     recipe = model.contract.align
     with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
         for turn in (0, 1):  # rank 0 detects and caches first; the others then read the cache
