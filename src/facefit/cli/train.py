@@ -45,8 +45,9 @@ def train_command(
     The default recipe: re-standardised dlib-resnet, ArcFace (margin 0.15 rad)
     with a head started at each person's mean embedding, distillation to the
     pretrained model and the first 3 stages frozen against forgetting, AdamW
-    with warm-up and cosine decay, planned to fit a 30-minute budget. Without --val-pairs, 10% of the persons are held out to
-    select the best epoch and calibrate thresholds. The run folder gets
+    with warm-up and cosine decay, planned to fit a 30-minute budget. Without
+    --val-pairs, 10% of the persons are held out to select the best epoch and
+    calibrate thresholds. The run folder gets
     config.yaml, log.csv, plots.png, TensorBoard logs, checkpoints (resume with
     --resume RUN) and the exported model in RUN/model, which
     `facefit eval/embed/compare --model RUN` load directly.
