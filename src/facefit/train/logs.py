@@ -78,23 +78,18 @@ class TrainLog:
                     ys.append(y)
             return xs, ys
 
-        fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(11, 4))
-        for key in ("train_loss", "metric_loss", "distill_loss", "val_loss"):
-            xs, ys = series(key)
-            if xs:
-                ax1.plot(xs, ys, marker="o", ms=3, label=key)
-        ax1.set_xlabel("epoch")
-        ax1.set_title("losses", fontsize=10)
-        ax1.legend(fontsize=8)
-        ax1.grid(alpha=0.3)
-        for key in ("accuracy", "auc", "tar_at_far_1e-2", "tar_at_far_1e-3"):
-            xs, ys = series(key)
-            if xs:
-                ax2.plot(xs, ys, marker="o", ms=3, label=key)
-        ax2.set_xlabel("epoch")
-        ax2.set_title("validation pairs", fontsize=10)
-        ax2.legend(fontsize=8)
-        ax2.grid(alpha=0.3)
+        fig, axes = plt.subplots(1, 2, figsize=(11, 4))
+        panels = ((("train_loss", "metric_loss", "distill_loss", "val_loss"), "losses"),
+                  (("accuracy", "auc", "tar_at_far_1e-2", "tar_at_far_1e-3"), "validation pairs"))
+        for ax, (keys, title) in zip(axes, panels):
+            for key in keys:
+                xs, ys = series(key)
+                if xs:
+                    ax.plot(xs, ys, marker="o", ms=3, label=key)
+            ax.set_xlabel("epoch")
+            ax.set_title(title, fontsize=10)
+            ax.legend(fontsize=8)
+            ax.grid(alpha=0.3)
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
