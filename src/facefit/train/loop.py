@@ -296,6 +296,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
         order = _epoch_order(train_set.labels, epoch, cfg.seed, pk)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 101 + dist.rank)
         model.train()
+        for stage in model.stage_list()[:prefix]:
+            stage.eval()  # frozen means frozen: batch-norm layers there keep their running statistics
         sums = {"train_loss": 0.0, "metric_loss": 0.0, "distill_loss": 0.0, "l2sp_loss": 0.0}
         n_steps, t_epoch = 0, time.perf_counter()
         stop = False
