@@ -1,0 +1,107 @@
+"""Gallery search speed and accuracy on synthetic embeddings (no faces needed).
+
+Synthetic galleries mimic face embeddings: persons are random centres, each
+enrolled face is its centre plus small noise, and queries are new noisy samples
+of enrolled persons. Pure random vectors would be unrealistically hard for an
+ANN graph (no neighbourhood structure) and unlike any real gallery.
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable
+from dataclasses import asdict, dataclass
+
+import numpy as np
+
+from facefit.gallery.index import ExactIndex, HNSWIndex
+from facefit.gallery.search import Aggregation, PersonIndex
+
+FACES_PER_PERSON = 5
+CENTRE_SCALE = 0.65  # between-person distances ~0.9, as with dlib-resnet
+NOISE = 0.025  # within-person distances ~0.4
+
+
+@dataclass
+class SearchRow:
+    size: int
+    index: str
+    build_s: float
+    p50_ms: float
+    p99_ms: float
+    recall_at_1: float  # same nearest face as exact search
+    person_recall_at_1: float  # same best person as exact search
+
+    def as_dict(self) -> dict:
+        return asdict(self)
+
+
+def synthetic_gallery(n: int, dim: int, rng: np.random.Generator) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+    """(face vectors (n, dim), person of each face, person centres)."""
+    n_persons = max(1, n // FACES_PER_PERSON)
+    centres = (rng.standard_normal((n_persons, dim), dtype=np.float32) * (CENTRE_SCALE / np.sqrt(dim))).astype(
+        np.float32)
+    person = np.arange(n) % n_persons
+    faces = centres[person] + rng.standard_normal((n, dim), dtype=np.float32) * np.float32(NOISE)
+    return faces, person, centres
+
+
+def queries_for(centres: np.ndarray, n: int, rng: np.random.Generator) -> np.ndarray:
+    picks = rng.integers(0, len(centres), n)
+    return centres[picks] + rng.standard_normal((n, centres.shape[1]), dtype=np.float32) * np.float32(NOISE)
+
+
+def exact_top1(vectors: np.ndarray, queries: np.ndarray) -> np.ndarray:
+    _, pos = ExactIndex(vectors).search(queries, 1)
+    return pos[:, 0]
+
+
+def _time_queries(search: Callable[[np.ndarray], object], queries: np.ndarray) -> tuple[float, float]:
+    times = np.empty(len(queries))
+    for i, q in enumerate(queries):
+        t = time.perf_counter()
+        search(q[None])
+        times[i] = time.perf_counter() - t
+    return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
+
+
+def bench_size(n: int, *, dim: int = 128, n_queries: int = 1000, ef_search: tuple[int, ...] = (32, 64, 128),
+               exact: bool = True, seed: int = 0, m: int = 32, ef_construction: int = 80,
+               log: Callable[[str], None] | None = None) -> list[SearchRow]:
+    """Time exact and HNSW person search (best-face aggregation, top 1) on one gallery size."""
+    rng = np.random.default_rng(seed)
+    faces, person, centres = synthetic_gallery(n, dim, rng)
+    queries = queries_for(centres, n_queries, rng)
+    truth = exact_top1(faces, queries)
+    names = [str(i) for i in range(len(centres))]
+    face_ids = np.arange(n, dtype=np.int64)
+    rows = []
+
+    def person_index(index) -> PersonIndex:  # noqa: ANN001
+        return PersonIndex(index, person, face_ids, names, "euclidean", Aggregation.best)
+
+    if exact:
+        t = time.perf_counter()
+        index = ExactIndex(faces)
+        build = time.perf_counter() - t
+        pi = person_index(index)
+        p50, p99 = _time_queries(lambda q: pi.top_persons(q, 1), queries[: min(n_queries, 200)])
+        rows.append(SearchRow(n, "exact", build, p50, p99, 1.0, 1.0))
+        if log:
+            log(f"{n:,} exact: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
+    t = time.perf_counter()
+    hnsw = HNSWIndex.build(faces, m=m, ef_construction=ef_construction)
+    build = time.perf_counter() - t
+    if log:
+        log(f"{n:,} hnsw built in {build:.1f} s")
+    for ef in ef_search:
+        hnsw.ef_search = ef
+        pi = person_index(hnsw)
+        found = np.array([pi.top_persons(q[None], 1)[0][0].face_id for q in queries])
+        recall = float(np.mean(found == truth))
+        person_recall = float(np.mean(person[found] == person[truth]))
+        p50, p99 = _time_queries(lambda q, pi=pi: pi.top_persons(q, 1), queries)
+        rows.append(SearchRow(n, f"hnsw ef={ef}", build, p50, p99, recall, person_recall))
+        if log:
+            log(f"{n:,} hnsw ef={ef}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@1 {recall:.4f}")
+    return rows

@@ -1,0 +1,192 @@
+"""``Gallery``: a store bound to a model contract, with enrolment, 1:N search and re-embedding."""
+
+from __future__ import annotations
+
+import os
+from collections.abc import Callable, Sequence
+from dataclasses import dataclass, field
+
+import numpy as np
+
+from facefit.gallery.records import FaceRecord, Identification, PersonSummary
+from facefit.gallery.search import PersonIndex, SearchSettings, open_person_index
+from facefit.gallery.store import ContractMismatchError, GalleryError, GalleryStore
+from facefit.models.base import FaceEmbedder
+from facefit.models.contract import EmbeddingContract
+
+
+@dataclass
+class EnrolReport:
+    added: list[tuple[str, str, int]] = field(default_factory=list)  # (path, person, face id)
+    duplicates: list[tuple[str, str, int]] = field(default_factory=list)  # (path, already enrolled as, face id)
+    failures: list[tuple[str, str]] = field(default_factory=list)  # (path, reason)
+    skipped: list[str] = field(default_factory=list)  # non-image files passed over in folders
+
+    def extend(self, other: EnrolReport) -> None:
+        self.added += other.added
+        self.duplicates += other.duplicates
+        self.failures += other.failures
+        self.skipped += other.skipped
+
+
+class Gallery:
+    """Persons and their face embeddings, searchable by face; one model contract at a time."""
+
+    def __init__(self, store: GalleryStore, settings: SearchSettings | None = None) -> None:
+        self.store = store
+        self.settings = settings or SearchSettings()
+        self._index: tuple[tuple, PersonIndex] | None = None
+
+    @classmethod
+    def open(cls, location: str | os.PathLike | None = None, *, create: bool = True,
+             settings: SearchSettings | None = None) -> Gallery:
+        """Open (or create) the gallery at ``location`` (see ``facefit.gallery.location``)."""
+        from facefit.gallery.location import open_store, resolve_location
+
+        return cls(open_store(resolve_location(location), create=create), settings)
+
+    def close(self) -> None:
+        self.store.close()
+
+    def __enter__(self) -> Gallery:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    @property
+    def location(self) -> str:
+        return self.store.location
+
+    # -- model binding -----------------------------------------------------------------------------
+    @property
+    def contract(self) -> EmbeddingContract | None:
+        text = self.store.contract_json()
+        return None if text is None else EmbeddingContract.from_json(text)
+
+    def check_model(self, model: FaceEmbedder) -> None:
+        """Refuse a model whose embeddings differ from the stored ones."""
+        current = self.contract
+        if current is not None and current.id != model.contract.id:
+            raise ContractMismatchError(
+                f"the gallery {self.location} holds embeddings of {current.name or current.architecture} "
+                f"({current.id}), not of this model ({model.contract.id}); use that model or run "
+                f"'facefit gallery reembed --model MODEL' first")
+
+    @property
+    def metric(self) -> str:
+        current = self.contract
+        return "euclidean" if current is None else current.distance
+
+    def default_threshold(self) -> float:
+        """The stored model's own operating point (dlib-resnet: 0.6; fine-tuned: calibrated on validation)."""
+        current = self.contract
+        value = None if current is None else current.thresholds.get(current.distance)
+        if value is None:
+            raise GalleryError("this model carries no default threshold; pass --threshold or --threshold-from "
+                               "an evaluation's metrics.json")
+        return float(value)
+
+    # -- enrolment ---------------------------------------------------------------------------------
+    def add(self, name: str, images: Sequence[str | os.PathLike], model: FaceEmbedder, *,
+            detector: str = "hog", face: str | int | None = None, keep_crops: bool = True,
+            on_image: Callable[[], None] | None = None) -> EnrolReport:
+        """Enrol one face from each photo for ``name``, in one transaction; duplicates are not stored twice."""
+        from facefit.gallery.enrol import prepare_faces
+        from facefit.gallery.store import check_name
+
+        name = check_name(name)
+        self.check_model(model)
+        prepared = prepare_faces(images, model, _aligner(detector, model), choice=face, keep_crops=keep_crops,
+                                 on_image=on_image)
+        report = EnrolReport(failures=prepared.failures)
+        if prepared.faces:
+            outcome = self.store.add_faces(name, prepared.faces, model.contract.to_json(), model.contract.id)
+            dup = {id(d[0]) for d in outcome.duplicates}
+            added = [f for f in prepared.faces if id(f) not in dup]
+            report.added = [(f.source, name, fid) for f, fid in zip(added, outcome.added)]
+            report.duplicates = [(f.source, who, fid) for f, who, fid in outcome.duplicates]
+        return report
+
+    def add_folder(self, root: str | os.PathLike, model: FaceEmbedder, *, detector: str = "hog",
+                   face: str | int | None = None, keep_crops: bool = True,
+                   on_image: Callable[[], None] | None = None) -> EnrolReport:
+        """Enrol ``ROOT/<person>/<images>``: one transaction per person, so a killed run keeps whole persons."""
+        from facefit.data.folders import IdentityFolders
+
+        data = IdentityFolders.scan(root)
+        self.check_model(model)
+        report = EnrolReport(skipped=[str(p) for p in data.skipped])
+        for person in data.persons:
+            report.extend(self.add(person.name, person.images, model, detector=detector, face=face,
+                                   keep_crops=keep_crops, on_image=on_image))
+        return report
+
+    # -- reading and editing -----------------------------------------------------------------------
+    def persons(self) -> list[PersonSummary]:
+        return self.store.persons()
+
+    def faces(self, person: str | None = None) -> list[FaceRecord]:
+        return self.store.faces(person)
+
+    def rename(self, old: str, new: str) -> None:
+        self.store.rename(old, new)
+
+    def remove(self, name: str) -> int:
+        return self.store.remove_person(name)
+
+    def remove_face(self, face_id: int) -> str:
+        return self.store.remove_face(face_id)
+
+    # -- search ------------------------------------------------------------------------------------
+    def index(self) -> PersonIndex:
+        current = self.contract
+        if current is None:
+            raise GalleryError(f"the gallery {self.location} is empty; enrol someone first "
+                               f"(facefit gallery add NAME IMAGE)")
+        key = (self.store.revision(), current.id, self.settings)
+        if self._index is None or self._index[0] != key:
+            self._index = (key, open_person_index(self.store, current.id, current.distance, self.settings))
+        return self._index[1]
+
+    def identify(self, embeddings: np.ndarray, model: FaceEmbedder, *, threshold: float | None = None,
+                 top_k: int = 5) -> list[Identification]:
+        """Open-set identification of embeddings made by ``model``; ``threshold`` defaults to the model's own."""
+        self.check_model(model)
+        index = self.index()
+        if threshold is None:
+            threshold = self.default_threshold()
+        return index.identify(embeddings, threshold, top_k)
+
+    # -- model change ------------------------------------------------------------------------------
+    def reembed(self, model: FaceEmbedder, *, on_face: Callable[[], None] | None = None,
+                batch_size: int = 64) -> int:
+        """Re-cut every face from its stored crop for ``model`` and swap all embeddings at once."""
+        from facefit.gallery.enrol import decode_crop
+
+        aligner = _aligner("hog", model)
+        ids, chips, missing = [], [], []
+        for crop in self.store.crops():
+            if crop.jpeg is None or crop.landmarks is None or crop.box is None:
+                missing.append(crop.face_id)
+                continue
+            image = decode_crop(crop.jpeg)
+            chips.append(aligner.cut(image, crop.box, crop.landmarks, model.contract.align))
+            ids.append(crop.face_id)
+            if on_face is not None:
+                on_face()
+        if missing:
+            shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
+            raise GalleryError(f"{len(missing)} face(s) were enrolled without a stored crop (ids {shown}); remove "
+                               f"and re-enrol them from photos before re-embedding")
+        dim = model.embedding_dim
+        emb = model.embed(np.stack(chips), batch_size=batch_size) if chips else np.empty((0, dim), np.float32)
+        self.store.replace_embeddings(model.contract.to_json(), model.contract.id, np.asarray(ids, np.int64), emb)
+        return len(ids)
+
+
+def _aligner(detector: str, model: FaceEmbedder):  # noqa: ANN202
+    from facefit.align.aligner import AlignConfig, FacePolicy, _default_aligner
+
+    return _default_aligner(AlignConfig(detector=detector, faces=FacePolicy.all, recipe=model.contract.align))
+

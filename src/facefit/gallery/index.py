@@ -1,0 +1,149 @@
+"""Vector indexes over search vectors, all answering in squared L2 distance.
+
+``ExactIndex`` is brute force (numpy matrix products): exact, and fast enough up
+to ~100k vectors. ``HNSWIndex`` wraps faiss' HNSW graph (the ``[ann]`` extra) for
+larger galleries. Both serialise to bytes so a gallery can cache them in one file.
+"""
+
+from __future__ import annotations
+
+from typing import Protocol, runtime_checkable
+
+import numpy as np
+
+from facefit.errors import FacefitError
+
+QUERY_CHUNK = 256  # queries per matrix product: bounds memory at 256 x N distances
+
+
+@runtime_checkable
+class VectorIndex(Protocol):
+    kind: str
+    dim: int
+
+    def __len__(self) -> int: ...
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        """(squared L2 distances (Q, k) ascending, positions (Q, k)); position -1 pads past the end."""
+
+    def to_bytes(self) -> np.ndarray: ...
+
+
+def _as_queries(queries: np.ndarray, dim: int) -> np.ndarray:
+    q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
+    if q.shape[1] != dim:
+        raise FacefitError(f"query vectors have {q.shape[1]} dimensions, the index {dim}")
+    return q
+
+
+class ExactIndex:
+    """Brute-force search; exact."""
+
+    kind = "exact"
+
+    def __init__(self, vectors: np.ndarray) -> None:
+        self.vectors = np.ascontiguousarray(vectors, dtype=np.float32)
+        self._sq = np.einsum("ij,ij->i", self.vectors, self.vectors)
+
+    def __len__(self) -> int:
+        return len(self.vectors)
+
+    @property
+    def dim(self) -> int:
+        return self.vectors.shape[1]
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = _as_queries(queries, self.dim)
+        n = len(self)
+        dist = np.full((len(q), k), np.inf, np.float32)
+        pos = np.full((len(q), k), -1, np.int64)
+        kk = min(k, n)
+        if kk == 0:
+            return dist, pos
+        for s in range(0, len(q), QUERY_CHUNK):
+            qc = q[s : s + QUERY_CHUNK]
+            d2 = self._sq[None, :] - 2.0 * (qc @ self.vectors.T) + np.einsum("ij,ij->i", qc, qc)[:, None]
+            np.maximum(d2, 0.0, out=d2)
+            part = np.argpartition(d2, kk - 1, axis=1)[:, :kk] if kk < n else np.tile(np.arange(n), (len(qc), 1))
+            pd = np.take_along_axis(d2, part, axis=1)
+            order = np.argsort(pd, axis=1, kind="stable")
+            pos[s : s + len(qc), :kk] = np.take_along_axis(part, order, axis=1)
+            dist[s : s + len(qc), :kk] = np.take_along_axis(pd, order, axis=1)
+        return dist, pos
+
+    def to_bytes(self) -> np.ndarray:
+        return self.vectors.view(np.uint8).reshape(-1)
+
+    @classmethod
+    def from_bytes(cls, blob: np.ndarray, dim: int) -> ExactIndex:
+        return cls(np.asarray(blob, np.uint8).view(np.float32).reshape(-1, dim))
+
+
+def _faiss():  # noqa: ANN202
+    try:
+        import faiss
+    except ImportError:
+        raise FacefitError("the HNSW index needs faiss: pip install 'facefit[ann]' (or use --index exact)") from None
+    return faiss
+
+
+class HNSWIndex:
+    """faiss HNSW graph: approximate, sub-millisecond at a million vectors."""
+
+    kind = "hnsw"
+
+    def __init__(self, index) -> None:  # noqa: ANN001 - a faiss.IndexHNSWFlat
+        self._index = index
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, m: int = 32, ef_construction: int = 80, ef_search: int = 96,
+              threads: int | None = None) -> HNSWIndex:
+        faiss = _faiss()
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        if threads:
+            faiss.omp_set_num_threads(threads)
+        index = faiss.IndexHNSWFlat(x.shape[1], m)
+        index.hnsw.efConstruction = ef_construction
+        index.hnsw.efSearch = ef_search
+        index.add(x)
+        return cls(index)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def ef_search(self) -> int:
+        return int(self._index.hnsw.efSearch)
+
+    @ef_search.setter
+    def ef_search(self, value: int) -> None:
+        self._index.hnsw.efSearch = int(value)
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        q = _as_queries(queries, self._index.d)
+        if len(self) == 0:
+            return np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+        # efSearch below k would cap the results at efSearch neighbours.
+        saved = self.ef_search
+        if saved < k:
+            self.ef_search = k
+        try:
+            dist, pos = self._index.search(q, k)
+        finally:
+            self.ef_search = saved
+        dist = np.where(pos < 0, np.inf, dist).astype(np.float32)
+        return dist, pos.astype(np.int64)
+
+    def to_bytes(self) -> np.ndarray:
+        return _faiss().serialize_index(self._index)
+
+    @classmethod
+    def from_bytes(cls, blob: np.ndarray, ef_search: int | None = None) -> HNSWIndex:
+        index = _faiss().deserialize_index(np.asarray(blob, np.uint8))
+        if ef_search:
+            index.hnsw.efSearch = ef_search
+        return cls(index)

@@ -1,0 +1,450 @@
+"""A gallery in PostgreSQL with pgvector, so several recognition servers can share one.
+
+Same semantics as the SQLite store: one contract per gallery, every change one
+transaction that bumps ``revision``, duplicates refused inside the transaction.
+Writers serialise on a transaction-scoped advisory lock (the equivalent of
+SQLite's ``BEGIN IMMEDIATE``); readers never wait for them. Tables are prefixed
+``facefit_`` and live in the connection's current schema, so the gallery can
+share a database with other data.
+
+Each face keeps its raw embedding (float32 bytes, exact) and its *search vector*
+(``search.search_vectors``: raw for ``euclidean``, L2-normalised for ``cosine``)
+in an untyped ``vector`` column. The HNSW index is an expression index on
+``vec::vector(D)``, built when the gallery is bound to its first contract and
+rebuilt by ``replace_embeddings``, so a change of dimension needs no column DDL.
+"""
+
+from __future__ import annotations
+
+import json
+import threading
+import time
+from collections.abc import Iterator, Sequence
+from contextlib import contextmanager
+from types import ModuleType
+from typing import Any
+from urllib.parse import urlsplit, urlunsplit
+
+import numpy as np
+
+from facefit.errors import FacefitError
+from facefit.gallery.records import AddOutcome, FaceRecord, NewFace, PersonSummary, StoredCrop
+from facefit.gallery.search import search_vectors
+from facefit.gallery.store import (
+    ContractMismatchError,
+    GalleryError,
+    UnknownPersonError,
+    check_name,
+    crop_geometry,
+    same_face,
+    stored_crop,
+)
+
+# Each entry upgrades the schema by one version; never edit a released entry, append a new one.
+MIGRATIONS: tuple[str, ...] = (
+    """
+    CREATE TABLE facefit_meta (key TEXT PRIMARY KEY, value TEXT NOT NULL);
+    CREATE TABLE facefit_persons (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        name TEXT NOT NULL UNIQUE,
+        created DOUBLE PRECISION NOT NULL,
+        updated DOUBLE PRECISION NOT NULL
+    );
+    CREATE TABLE facefit_faces (
+        id BIGINT GENERATED ALWAYS AS IDENTITY PRIMARY KEY,
+        person_id BIGINT NOT NULL REFERENCES facefit_persons(id) ON DELETE CASCADE,
+        image_sha256 TEXT NOT NULL,
+        source TEXT NOT NULL,
+        box DOUBLE PRECISION[] NOT NULL,
+        det_score DOUBLE PRECISION NOT NULL,
+        face_px DOUBLE PRECISION NOT NULL,
+        sharpness DOUBLE PRECISION NOT NULL,
+        detector TEXT NOT NULL,
+        created DOUBLE PRECISION NOT NULL,
+        contract_id TEXT NOT NULL,
+        embedding BYTEA NOT NULL,
+        vec vector NOT NULL
+    );
+    CREATE INDEX facefit_faces_person ON facefit_faces(person_id);
+    CREATE INDEX facefit_faces_image ON facefit_faces(image_sha256);
+    CREATE TABLE facefit_crops (
+        face_id BIGINT PRIMARY KEY REFERENCES facefit_faces(id) ON DELETE CASCADE,
+        jpeg BYTEA NOT NULL,
+        geometry TEXT NOT NULL
+    );
+    INSERT INTO facefit_meta VALUES ('schema_version', '0'), ('revision', '0');
+    """,
+)
+SCHEMA_VERSION = len(MIGRATIONS)
+VEC_INDEX = "facefit_faces_vec"
+DEFAULT_EF_SEARCH = 100
+MAX_EF_SEARCH = 1000  # pgvector's upper bound; an HNSW scan returns at most ef_search rows
+CONNECT_TIMEOUT_S = 10
+INSTALL_HINT = "the PostgreSQL backend needs: pip install 'facefit[postgres]'"
+
+
+def _psycopg() -> ModuleType:
+    try:
+        import psycopg
+        import pgvector.psycopg  # noqa: F401  (checked here so a missing adapter fails at open, not mid-search)
+    except ImportError as exc:
+        raise FacefitError(f"{INSTALL_HINT} ({exc})") from None
+    return psycopg
+
+
+def redact(url: str) -> str:
+    """The URL without its password, fit for messages and logs."""
+    parts = urlsplit(url)
+    if not parts.password:
+        return url
+    host = parts.netloc.rpartition("@")[2]
+    return urlunsplit(parts._replace(netloc=f"{parts.username or ''}:***@{host}"))
+
+
+def _geometry(contract_json: str) -> tuple[int, str]:
+    """(embedding dimension, metric) of a contract."""
+    data = json.loads(contract_json)
+    return int(data["embedding_dim"]), str(data.get("distance", "euclidean"))
+
+
+class PgVectorStore:
+    """A gallery in a PostgreSQL database with the pgvector extension (tables created on first use)."""
+
+    def __init__(self, url: str, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+        self.url = url
+        self.location = redact(url)
+        self.ef_search = int(ef_search)
+        self._lock = threading.RLock()  # one connection: keep threads' transactions apart
+        self._pg = _psycopg()
+        self.db = self._connect()
+        try:
+            self._migrate()
+            self._register_vector()
+        except BaseException:
+            self.db.close()
+            raise
+
+    # -- connection --------------------------------------------------------------------------------
+    def _connect(self) -> Any:
+        pg = self._pg
+        given = pg.conninfo.conninfo_to_dict(self.url)
+        extra: dict[str, Any] = {}
+        if "connect_timeout" not in given:
+            extra["connect_timeout"] = CONNECT_TIMEOUT_S  # libpq would otherwise wait forever
+        if "application_name" not in given:
+            extra["application_name"] = "facefit"
+        try:
+            db = pg.connect(self.url, autocommit=True, **extra)
+        except pg.Error as exc:
+            raise GalleryError(f"{self.location}: cannot connect to PostgreSQL: {_why(exc)}") from None
+        # The duplicate check must see rows committed by the previous lock holder.
+        db.isolation_level = pg.IsolationLevel.READ_COMMITTED
+        return db
+
+    def _register_vector(self) -> None:
+        from pgvector.psycopg import register_vector
+
+        try:
+            register_vector(self.db)
+        except self._pg.Error as exc:
+            raise GalleryError(f"{self.location}: the pgvector type 'vector' is not on the search_path "
+                               f"({_why(exc)})") from None
+
+    def _ensure_connected(self) -> None:
+        # A server restart or network blip breaks the connection: reconnect on the next call.
+        if self.db.broken:
+            self.db = self._connect()
+            self._register_vector()
+
+    @contextmanager
+    def _session(self) -> Iterator[None]:
+        """Exclusive use of the connection; lost connections become GalleryErrors."""
+        with self._lock:
+            self._ensure_connected()
+            try:
+                yield
+            except self._pg.OperationalError as exc:
+                raise GalleryError(f"{self.location}: {_why(exc)}") from None
+
+    @contextmanager
+    def _write(self, lock: str = "write") -> Iterator[None]:
+        """One write transaction, serialised with every other writer of this gallery (any process)."""
+        with self._session(), self.db.transaction():
+            # Keyed by schema so galleries in other schemas of the same database do not wait for this one.
+            self.db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || current_schema(), 0))",
+                            (f"facefit.{lock}:",))
+            yield
+
+    def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        with self._session():
+            return self.db.execute(sql, params).fetchall()
+
+    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
+        rows = self._rows(sql, params)
+        return rows[0] if rows else None
+
+    def _bump(self) -> None:
+        self.db.execute("UPDATE facefit_meta SET value = (value::bigint + 1)::text WHERE key = 'revision'")
+
+    def close(self) -> None:
+        self.db.close()
+
+    def __enter__(self) -> PgVectorStore:
+        return self
+
+    def __exit__(self, *exc: object) -> None:
+        self.close()
+
+    # -- schema ------------------------------------------------------------------------------------
+    def _version(self) -> int:
+        if self._one("SELECT to_regclass('facefit_meta')")[0] is None:
+            return 0
+        row = self._one("SELECT value FROM facefit_meta WHERE key = 'schema_version'")
+        return 0 if row is None else int(row[0])
+
+    def _migrate(self) -> None:
+        version = self._version()
+        if version > SCHEMA_VERSION:
+            raise GalleryError(f"{self.location}: gallery schema {version} is newer than this facefit understands "
+                               f"({SCHEMA_VERSION}); upgrade facefit")
+        if version == SCHEMA_VERSION:
+            return
+        with self._write("schema"):
+            self._create_extension()
+            version = self._version()  # re-read under the lock: another process may have migrated meanwhile
+            for step in range(version, SCHEMA_VERSION):
+                self.db.execute(MIGRATIONS[step])
+            self.db.execute("UPDATE facefit_meta SET value = %s WHERE key = 'schema_version'", (str(SCHEMA_VERSION),))
+
+    def _create_extension(self) -> None:
+        if self.db.execute("SELECT 1 FROM pg_extension WHERE extname = 'vector'").fetchone():
+            return  # present: creating it again would need privileges we may not have
+        try:
+            with self.db.transaction():  # a savepoint, so the error message below is the one the user sees
+                self.db.execute("CREATE EXTENSION IF NOT EXISTS vector")
+        except self._pg.Error as exc:
+            raise GalleryError(f"{self.location}: cannot enable the pgvector extension ({_why(exc)}); install "
+                               f"pgvector on the server, or have an administrator run CREATE EXTENSION vector "
+                               f"in this database") from None
+
+    def _build_index(self, dim: int) -> None:
+        self.db.execute(f"DROP INDEX IF EXISTS {VEC_INDEX}")
+        self.db.execute(f"CREATE INDEX {VEC_INDEX} ON facefit_faces USING hnsw ((vec::vector({dim})) vector_l2_ops)")
+
+    # -- reading -----------------------------------------------------------------------------------
+    def _meta(self, key: str) -> str | None:
+        row = self._one("SELECT value FROM facefit_meta WHERE key = %s", (key,))
+        return None if row is None else row[0]
+
+    def contract_json(self) -> str | None:
+        return self._meta("contract")
+
+    def revision(self) -> int:
+        return int(self._meta("revision") or 0)
+
+    def counts(self) -> tuple[int, int]:
+        row = self._one("SELECT (SELECT COUNT(*) FROM facefit_persons), (SELECT COUNT(*) FROM facefit_faces)")
+        return int(row[0]), int(row[1])
+
+    _FACE_COLUMNS = ("f.id, p.name, f.image_sha256, f.source, f.box, f.det_score, f.face_px, f.sharpness, "
+                     "f.detector, f.created, c.face_id IS NOT NULL")
+    _FACE_FROM = ("facefit_faces f JOIN facefit_persons p ON p.id = f.person_id "
+                  "LEFT JOIN facefit_crops c ON c.face_id = f.id")
+
+    @staticmethod
+    def _record(row: tuple) -> FaceRecord:
+        return FaceRecord(int(row[0]), row[1], row[2], row[3], tuple(float(v) for v in row[4]), float(row[5]),
+                          float(row[6]), float(row[7]), row[8], float(row[9]), bool(row[10]))
+
+    def find_faces(self, image_sha256: str) -> list[FaceRecord]:
+        rows = self._rows(f"SELECT {self._FACE_COLUMNS} FROM {self._FACE_FROM} WHERE f.image_sha256 = %s "
+                          f"ORDER BY f.id", (image_sha256,))
+        return [self._record(r) for r in rows]
+
+    def persons(self) -> list[PersonSummary]:
+        # COLLATE "C": the byte order SQLite uses, whatever the database's locale.
+        rows = self._rows(
+            "SELECT p.name, COUNT(f.id), p.created, p.updated FROM facefit_persons p "
+            "LEFT JOIN facefit_faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name COLLATE \"C\"")
+        return [PersonSummary(r[0], int(r[1]), float(r[2]), float(r[3])) for r in rows]
+
+    def faces(self, person: str | None = None) -> list[FaceRecord]:
+        if person is None:
+            rows = self._rows(f"SELECT {self._FACE_COLUMNS} FROM {self._FACE_FROM} ORDER BY f.id")
+        else:
+            pid = self._person_id(person)
+            rows = self._rows(f"SELECT {self._FACE_COLUMNS} FROM {self._FACE_FROM} WHERE f.person_id = %s "
+                              f"ORDER BY f.id", (pid,))
+        return [self._record(r) for r in rows]
+
+    def _person_id(self, name: str) -> int:
+        row = self._one("SELECT id FROM facefit_persons WHERE name = %s", (name,))
+        if row is None:
+            raise UnknownPersonError(f"no person named {name!r} in the gallery {self.location}")
+        return int(row[0])
+
+    def vectors(self) -> tuple[np.ndarray, list[str], np.ndarray]:
+        rows = self._rows("SELECT f.id, p.name, f.embedding FROM facefit_faces f "
+                          "JOIN facefit_persons p ON p.id = f.person_id ORDER BY f.id")
+        if not rows:
+            return np.empty(0, np.int64), [], np.empty((0, 0), np.float32)
+        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
+        emb = np.stack([np.frombuffer(r[2], np.float32) for r in rows])
+        return ids, [r[1] for r in rows], emb
+
+    def crops(self) -> Iterator[StoredCrop]:
+        rows = self._rows("SELECT f.id, c.jpeg, c.geometry FROM facefit_faces f "
+                          "LEFT JOIN facefit_crops c ON c.face_id = f.id ORDER BY f.id")
+        for fid, jpeg, geometry in rows:
+            yield stored_crop(int(fid), jpeg, geometry)
+
+    # -- native search -----------------------------------------------------------------------------
+    def face_persons(self) -> tuple[np.ndarray, list[str]]:
+        rows = self._rows("SELECT f.id, p.name FROM facefit_faces f JOIN facefit_persons p ON p.id = f.person_id "
+                          "ORDER BY f.id")
+        return np.fromiter((r[0] for r in rows), np.int64, len(rows)), [r[1] for r in rows]
+
+    def search_faces(self, queries: np.ndarray, k: int, normalized: bool) -> tuple[np.ndarray, np.ndarray]:
+        """The ``k`` nearest faces of each search vector: (squared L2 float32, face ids int64), padded inf / -1."""
+        q = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
+        k = int(k)
+        d2 = np.full((len(q), max(k, 0)), np.inf, np.float32)
+        ids = np.full((len(q), max(k, 0)), -1, np.int64)
+        contract = self.contract_json()
+        if contract is None or len(q) == 0 or k <= 0:
+            return d2, ids
+        dim, metric = _geometry(contract)
+        if normalized != (metric == "cosine"):
+            raise GalleryError(f"{self.location} stores {metric} search vectors; a "
+                               f"{'cosine' if normalized else 'euclidean'} search cannot use them")
+        if q.shape[1] != dim:
+            raise GalleryError(f"queries have {q.shape[1]} values; the gallery {self.location} holds {dim}-D faces")
+        # Only the indexed expression uses HNSW; past its ef_search cap the plain column gives an exact scan.
+        vec = f"(f.vec::vector({dim}))" if k <= MAX_EF_SEARCH else "f.vec"
+        sql = (f"SELECT q.i, n.id, n.d FROM unnest(%s::vector[]) WITH ORDINALITY AS q(v, i) CROSS JOIN LATERAL "
+               f"(SELECT f.id, {vec} <-> q.v AS d FROM facefit_faces f ORDER BY {vec} <-> q.v LIMIT %s) n "
+               f"ORDER BY q.i, n.d")
+        ef = min(MAX_EF_SEARCH, max(k, self.ef_search))
+        with self._session(), self.db.transaction():
+            self.db.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+            rows = self.db.execute(sql, (list(q), k)).fetchall()
+        if rows:
+            qi = np.fromiter((r[0] for r in rows), np.int64, len(rows)) - 1
+            col = np.arange(len(qi)) - np.searchsorted(qi, qi)  # rank within each query's rows
+            ids[qi, col] = [r[1] for r in rows]
+            d = np.fromiter((r[2] for r in rows), np.float64, len(rows))
+            d2[qi, col] = d * d  # pgvector's <-> is the L2 distance, callers want it squared
+        return d2, ids
+
+    # -- writing -----------------------------------------------------------------------------------
+    def _bind_contract(self, contract_json: str, contract_id: str) -> tuple[int, str]:
+        """Bind an unbound gallery to this contract, or check it is the bound one; (dim, metric) of the stored."""
+        current = self.db.execute("SELECT value FROM facefit_meta WHERE key = 'contract'").fetchone()
+        if current is None:
+            self.db.execute("INSERT INTO facefit_meta VALUES ('contract', %s)", (contract_json,))
+            dim, metric = _geometry(contract_json)
+            self._build_index(dim)
+            return dim, metric
+        current_id = json.loads(current[0])["id"]
+        if current_id != contract_id:
+            raise ContractMismatchError(
+                f"{self.location} holds embeddings of model {current_id}, not {contract_id}; use that model, "
+                f"or re-embed the gallery first: facefit gallery reembed --model MODEL")
+        return _geometry(current[0])
+
+    def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str) -> AddOutcome:
+        name = check_name(person)
+        outcome = AddOutcome()
+        now = time.time()
+        with self._write():
+            dim, metric = self._bind_contract(contract_json, contract_id)
+            row = self.db.execute("SELECT id FROM facefit_persons WHERE name = %s", (name,)).fetchone()
+            pid = int(row[0]) if row else None
+            for face in faces:
+                # Checked under the write lock so two servers adding the same photo store it once.
+                dup = next((f for f in self.find_faces(face.image_sha256) if same_face(f.box, face.box)), None)
+                if dup is not None:
+                    outcome.duplicates.append((face, dup.person, dup.id))
+                    continue
+                emb = np.ascontiguousarray(face.embedding, np.float32).reshape(-1)
+                if emb.size != dim:
+                    raise GalleryError(f"{face.source}: embedding has {emb.size} values; the gallery's model "
+                                       f"makes {dim}")
+                if pid is None:
+                    pid = int(self.db.execute("INSERT INTO facefit_persons (name, created, updated) "
+                                              "VALUES (%s, %s, %s) RETURNING id", (name, now, now)).fetchone()[0])
+                fid = int(self.db.execute(
+                    "INSERT INTO facefit_faces (person_id, image_sha256, source, box, det_score, face_px, sharpness, "
+                    "detector, created, contract_id, embedding, vec) "
+                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+                    (pid, face.image_sha256, face.source, [round(float(v), 2) for v in face.box],
+                     float(face.det_score), float(face.face_px), float(face.sharpness), face.detector, now,
+                     contract_id, emb.tobytes(), search_vectors(emb, metric)[0])).fetchone()[0])
+                if face.crop_jpeg is not None:
+                    self.db.execute("INSERT INTO facefit_crops VALUES (%s, %s, %s)",
+                                    (fid, face.crop_jpeg, crop_geometry(face)))
+                outcome.added.append(fid)
+            if outcome.added:
+                self.db.execute("UPDATE facefit_persons SET updated = %s WHERE id = %s", (now, pid))
+                self._bump()
+        return outcome
+
+    def rename(self, old: str, new: str) -> None:
+        new = check_name(new)
+        with self._write():
+            pid = self._person_id(old)
+            if self.db.execute("SELECT 1 FROM facefit_persons WHERE name = %s", (new,)).fetchone():
+                raise GalleryError(f"there is already a person named {new!r}; remove or rename them first")
+            self.db.execute("UPDATE facefit_persons SET name = %s, updated = %s WHERE id = %s", (new, time.time(), pid))
+            self._bump()
+
+    def remove_person(self, name: str) -> int:
+        with self._write():
+            pid = self._person_id(name)
+            n = self.db.execute("SELECT COUNT(*) FROM facefit_faces WHERE person_id = %s", (pid,)).fetchone()[0]
+            self.db.execute("DELETE FROM facefit_persons WHERE id = %s", (pid,))  # faces and crops cascade
+            self._bump()
+        return int(n)
+
+    def remove_face(self, face_id: int) -> str:
+        with self._write():
+            row = self.db.execute("SELECT p.id, p.name FROM facefit_faces f JOIN facefit_persons p "
+                                  "ON p.id = f.person_id WHERE f.id = %s", (int(face_id),)).fetchone()
+            if row is None:
+                raise GalleryError(f"no face with id {face_id} in the gallery {self.location}")
+            self.db.execute("DELETE FROM facefit_faces WHERE id = %s", (int(face_id),))
+            if not self.db.execute("SELECT 1 FROM facefit_faces WHERE person_id = %s", (row[0],)).fetchone():
+                self.db.execute("DELETE FROM facefit_persons WHERE id = %s", (row[0],))
+            self._bump()
+        return str(row[1])
+
+    def replace_embeddings(self, contract_json: str, contract_id: str, ids: np.ndarray,
+                           embeddings: np.ndarray) -> None:
+        dim, metric = _geometry(contract_json)
+        emb = np.asarray(embeddings, np.float32)
+        if len(ids) != len(emb) or (len(emb) and (emb.ndim != 2 or emb.shape[1] != dim)):
+            raise GalleryError(f"replace_embeddings: {len(ids)} ids and embeddings of shape {emb.shape}; "
+                               f"the new model makes {dim}-D embeddings")
+        vecs = search_vectors(emb, metric) if len(emb) else emb
+        with self._write():
+            stored = {int(r[0]) for r in self.db.execute("SELECT id FROM facefit_faces")}
+            given = {int(i) for i in ids}
+            if stored != given:
+                raise GalleryError(f"{self.location} changed during re-embedding ({len(stored ^ given)} faces "
+                                   f"differ); run it again")
+            # Drop the index first: one bulk build afterwards beats updating the graph row by row.
+            self.db.execute(f"DROP INDEX IF EXISTS {VEC_INDEX}")
+            with self.db.cursor() as cur:
+                cur.executemany("UPDATE facefit_faces SET embedding = %s, vec = %s, contract_id = %s WHERE id = %s",
+                                [(np.ascontiguousarray(e).tobytes(), v, contract_id, int(i))
+                                 for i, e, v in zip(ids, emb, vecs)])
+            self.db.execute("INSERT INTO facefit_meta VALUES ('contract', %s) "
+                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (contract_json,))
+            self._build_index(dim)
+            self._bump()
+
+
+def _why(exc: BaseException) -> str:
+    """The server's one-line message of a psycopg error."""
+    diag = getattr(exc, "diag", None)
+    return (getattr(diag, "message_primary", None) or str(exc)).strip().splitlines()[0]

@@ -1,0 +1,226 @@
+"""Person search over a gallery: vectors per face or per person, an index, and per-person aggregation.
+
+Every metric is served by one squared-L2 index over *search vectors*: raw
+embeddings for ``euclidean``, L2-normalised ones for ``cosine`` (where
+``1 - cos = |a - b|^2 / 2``). Built indexes are cached in one file beside the
+gallery and rebuilt when the gallery's revision, model or settings change.
+"""
+
+from __future__ import annotations
+
+import enum
+import io
+import json
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import numpy as np
+
+from facefit.gallery.index import ExactIndex, HNSWIndex, VectorIndex
+from facefit.gallery.records import Identification, Match
+from facefit.gallery.store import GalleryError, GalleryStore, NativeSearch
+
+CACHE_FORMAT = 1
+
+
+class Aggregation(enum.StrEnum):
+    """How a person's several faces are scored: the ``best`` (closest) face, or one ``mean`` template."""
+
+    best = "best"
+    mean = "mean"
+
+
+class IndexKind(enum.StrEnum):
+    auto = "auto"  # exact below ``ann_threshold`` items, HNSW above
+    exact = "exact"
+    hnsw = "hnsw"
+
+
+@dataclass(frozen=True)
+class SearchSettings:
+    aggregation: Aggregation = Aggregation.best
+    index: IndexKind = IndexKind.auto
+    ann_threshold: int = 100_000
+    hnsw_m: int = 32
+    ef_construction: int = 80
+    ef_search: int = 96
+
+    def __post_init__(self) -> None:
+        try:
+            object.__setattr__(self, "aggregation", Aggregation(self.aggregation))
+            object.__setattr__(self, "index", IndexKind(self.index))
+        except ValueError as exc:
+            raise GalleryError(str(exc)) from None
+        for name in ("ann_threshold", "hnsw_m", "ef_construction", "ef_search"):
+            if int(getattr(self, name)) < 1:
+                raise GalleryError(f"{name} must be >= 1, got {getattr(self, name)}")
+
+    def resolve_kind(self, n_items: int) -> str:
+        if self.index is IndexKind.auto:
+            return "hnsw" if n_items >= self.ann_threshold else "exact"
+        return self.index.value
+
+
+def search_vectors(embeddings: np.ndarray, metric: str) -> np.ndarray:
+    x = np.ascontiguousarray(np.atleast_2d(embeddings), dtype=np.float32)
+    if metric == "cosine":
+        x = x / np.maximum(np.linalg.norm(x, axis=1, keepdims=True), 1e-12)
+    elif metric != "euclidean":
+        raise GalleryError(f"unknown metric {metric!r}")
+    return x
+
+
+def to_distance(d2: np.ndarray, metric: str) -> np.ndarray:
+    d2 = np.maximum(np.asarray(d2, np.float64), 0.0)
+    return np.sqrt(d2) if metric == "euclidean" else d2 / 2.0
+
+
+class PersonIndex:
+    """Items (faces or templates) in an index, each belonging to a person; answers with persons."""
+
+    def __init__(self, index: VectorIndex | None, item_person: np.ndarray, item_face: np.ndarray,
+                 names: list[str], metric: str, aggregation: Aggregation,
+                 native: NativeSearch | None = None, face_person: dict[int, int] | None = None) -> None:
+        self.index = index
+        self.item_person = item_person
+        self.item_face = item_face
+        self.names = names
+        self.metric = metric
+        self.aggregation = aggregation
+        self._native = native
+        self._face_person = face_person or {}
+
+    @property
+    def n_items(self) -> int:
+        return len(self.item_person) if self._native is None else len(self._face_person)
+
+    def _raw(self, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray, np.ndarray]:
+        """(squared distances, person index, face id) of the k nearest items, -1 persons past the end."""
+        if self._native is not None:
+            d2, fids = self._native.search_faces(q, k, self.metric == "cosine")
+            persons = np.vectorize(lambda f: self._face_person.get(int(f), -1), otypes=[np.int64])(fids)
+            return d2, persons, fids
+        d2, pos = self.index.search(q, k)
+        valid = pos >= 0
+        persons = np.where(valid, self.item_person[np.where(valid, pos, 0)], -1)
+        faces = np.where(valid, self.item_face[np.where(valid, pos, 0)], -1)
+        return d2, persons, faces
+
+    def top_persons(self, embeddings: np.ndarray, k: int) -> list[list[Match]]:
+        """The ``k`` closest persons of each query, closest first."""
+        q = search_vectors(embeddings, self.metric)
+        n = self.n_items
+        if n == 0 or len(q) == 0:
+            return [[] for _ in range(len(q))]
+        want = min(n, k if self.aggregation is Aggregation.mean else 4 * k + 8)
+        results: list[list[Match] | None] = [None] * len(q)
+        todo = np.arange(len(q))
+        while len(todo):
+            d2, persons, faces = self._raw(q[todo], want)
+            dist = to_distance(d2, self.metric)
+            again = []
+            for row, qi in enumerate(todo):
+                best: dict[int, Match] = {}
+                for d, p, f in zip(dist[row], persons[row], faces[row]):
+                    if p >= 0 and p not in best:
+                        best[int(p)] = Match(self.names[p], float(d), None if f < 0 else int(f))
+                if len(best) < k and want < n:
+                    again.append(qi)  # a few persons own all the nearest faces: look further
+                results[qi] = list(best.values())[:k]
+            todo = np.asarray(again, dtype=np.int64)
+            want = min(n, want * 4)
+        return [r or [] for r in results]
+
+    def identify(self, embeddings: np.ndarray, threshold: float, top_k: int = 5) -> list[Identification]:
+        """Open-set answers: the best person if within ``threshold`` (a distance), else unknown."""
+        out = []
+        for matches in self.top_persons(embeddings, max(1, top_k)):
+            best = matches[0] if matches else None
+            accepted = best is not None and best.distance <= threshold
+            out.append(Identification(best.name if accepted else None, None if best is None else best.distance,
+                                      matches[:top_k], threshold))
+        return out
+
+
+def _group(ids: np.ndarray, names: list[str]) -> tuple[list[str], np.ndarray]:
+    uniq = sorted(set(names))
+    where = {n: i for i, n in enumerate(uniq)}
+    return uniq, np.fromiter((where[n] for n in names), np.int64, len(names))
+
+
+def _templates(vectors: np.ndarray, person: np.ndarray, n_persons: int, metric: str) -> np.ndarray:
+    sums = np.zeros((n_persons, vectors.shape[1]), np.float64)
+    np.add.at(sums, person, vectors)
+    mean = sums / np.bincount(person, minlength=n_persons)[:, None]
+    return search_vectors(mean, metric)
+
+
+def _build(vectors: np.ndarray, settings: SearchSettings) -> VectorIndex:
+    if settings.resolve_kind(len(vectors)) == "hnsw":
+        return HNSWIndex.build(vectors, m=settings.hnsw_m, ef_construction=settings.ef_construction,
+                               ef_search=settings.ef_search)
+    return ExactIndex(vectors)
+
+
+def cache_path_for(store: GalleryStore) -> Path | None:
+    path = getattr(store, "path", None)
+    return None if path is None else Path(str(path) + ".index.npz")
+
+
+def open_person_index(store: GalleryStore, contract_id: str, metric: str, settings: SearchSettings) -> PersonIndex:
+    """The gallery's person index, from the cache file when it is current, else built (and cached)."""
+    if isinstance(store, NativeSearch) and settings.aggregation is Aggregation.best:
+        ids, face_names = store.face_persons()
+        names, person = _group(ids, face_names)
+        return PersonIndex(None, person, ids, names, metric, settings.aggregation, native=store,
+                           face_person=dict(zip(ids.tolist(), person.tolist())))
+    # Read the revision before the vectors: a write in between then only makes the cache look stale.
+    revision = store.revision()
+    key = {"format": CACHE_FORMAT, "revision": revision, "contract": contract_id, "metric": metric,
+           **{k: str(v) for k, v in asdict(settings).items() if k != "ef_search"}}
+    cache = cache_path_for(store)
+    if cache is not None and cache.exists():
+        loaded = _load(cache, key, settings)
+        if loaded is not None:
+            index, person, faces, names = loaded
+            return PersonIndex(index, person, faces, names, metric, settings.aggregation)
+    ids, face_names, emb = store.vectors()
+    names, person = _group(ids, face_names)
+    if len(ids) == 0:
+        return PersonIndex(ExactIndex(np.empty((0, 1), np.float32)), person, ids, names, metric, settings.aggregation)
+    vectors = search_vectors(emb, metric)
+    if settings.aggregation is Aggregation.mean:
+        vectors = _templates(vectors, person, len(names), metric)
+        person, ids = np.arange(len(names)), np.full(len(names), -1, np.int64)
+    index = _build(vectors, settings)
+    if cache is not None:
+        _save(cache, key, index, person, ids, names)
+    return PersonIndex(index, person, ids, names, metric, settings.aggregation)
+
+
+def _save(path: Path, key: dict, index: VectorIndex, person: np.ndarray, faces: np.ndarray, names: list[str]) -> None:
+    from facefit.io.files import atomic_path
+
+    buf = io.BytesIO()
+    np.savez(buf, key=np.frombuffer(json.dumps(key, sort_keys=True).encode(), np.uint8), kind=np.array(index.kind),
+             dim=np.array(index.dim),
+             index=index.to_bytes(), person=person, faces=faces,
+             names=np.frombuffer(json.dumps(names).encode(), np.uint8))
+    try:
+        with atomic_path(path) as tmp:
+            tmp.write_bytes(buf.getvalue())
+    except OSError:
+        pass  # a read-only gallery folder: searching still works, only without the cache
+
+
+def _load(path: Path, key: dict, settings: SearchSettings) -> tuple | None:
+    try:
+        with np.load(path, allow_pickle=False) as z:
+            if json.loads(z["key"].tobytes().decode()) != json.loads(json.dumps(key, sort_keys=True)):
+                return None
+            kind, blob = str(z["kind"]), z["index"]
+            index = (HNSWIndex.from_bytes(blob, settings.ef_search) if kind == "hnsw"
+                     else ExactIndex.from_bytes(blob, int(z["dim"])))
+            return index, z["person"], z["faces"], json.loads(z["names"].tobytes().decode())
+    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+        return None  # unreadable or from another version: rebuild it
