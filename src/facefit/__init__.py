@@ -23,10 +23,11 @@ _LAZY = {
     "load_image": "facefit.io",
     "standardize_": "facefit.models.standardize",
     "pairwise_distances": "facefit.distances",
+    "Gallery": "facefit.gallery.gallery",
 }
 
 __all__ = [
-    "EmbeddingContract", "Face", "FaceAligner", "FaceEmbedder", "__version__", "create_model",
+    "EmbeddingContract", "Face", "FaceAligner", "FaceEmbedder", "Gallery", "__version__", "create_model",
     "detect_and_align", "list_models", "load_image", "pairwise_distances", "register_model", "save_model",
     "standardize_",
 ]
@@ -34,6 +35,7 @@ __all__ = [
 if TYPE_CHECKING:
     from facefit.align import Face, FaceAligner, detect_and_align
     from facefit.distances import pairwise_distances
+    from facefit.gallery.gallery import Gallery
     from facefit.io import load_image
     from facefit.models import EmbeddingContract, FaceEmbedder, create_model, list_models, register_model, save_model
     from facefit.models.standardize import standardize_

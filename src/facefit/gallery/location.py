@@ -31,7 +31,7 @@ def open_store(location: str, *, create: bool = True) -> GalleryStore:
     if is_postgres(location):
         from facefit.gallery.postgres import PgVectorStore
 
-        return PgVectorStore(location)
+        return PgVectorStore(location, create=create)
     from facefit.gallery.sqlite import SQLiteStore
 
     return SQLiteStore(location, create=create)

@@ -3,7 +3,8 @@
 Same semantics as the SQLite store: one contract per gallery, every change one
 transaction that bumps ``revision``, duplicates refused inside the transaction.
 Writers serialise on a transaction-scoped advisory lock (the equivalent of
-SQLite's ``BEGIN IMMEDIATE``); readers never wait for them. Tables are prefixed
+SQLite's ``BEGIN IMMEDIATE``); readers do not wait for them, except while
+``replace_embeddings`` swaps the vector index. Tables are prefixed
 ``facefit_`` and live in the connection's current schema, so the gallery can
 share a database with other data.
 
@@ -85,8 +86,8 @@ INSTALL_HINT = "the PostgreSQL backend needs: pip install 'facefit[postgres]'"
 
 def _psycopg() -> ModuleType:
     try:
-        import psycopg
         import pgvector.psycopg  # noqa: F401  (checked here so a missing adapter fails at open, not mid-search)
+        import psycopg
     except ImportError as exc:
         raise FacefitError(f"{INSTALL_HINT} ({exc})") from None
     return psycopg
@@ -110,7 +111,7 @@ def _geometry(contract_json: str) -> tuple[int, str]:
 class PgVectorStore:
     """A gallery in a PostgreSQL database with the pgvector extension (tables created on first use)."""
 
-    def __init__(self, url: str, *, ef_search: int = DEFAULT_EF_SEARCH) -> None:
+    def __init__(self, url: str, *, create: bool = True, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self.url = url
         self.location = redact(url)
         self.ef_search = int(ef_search)
@@ -118,7 +119,7 @@ class PgVectorStore:
         self._pg = _psycopg()
         self.db = self._connect()
         try:
-            self._migrate()
+            self._migrate(create)
             self._register_vector()
         except BaseException:
             self.db.close()
@@ -127,14 +128,11 @@ class PgVectorStore:
     # -- connection --------------------------------------------------------------------------------
     def _connect(self) -> Any:
         pg = self._pg
-        given = pg.conninfo.conninfo_to_dict(self.url)
-        extra: dict[str, Any] = {}
-        if "connect_timeout" not in given:
-            extra["connect_timeout"] = CONNECT_TIMEOUT_S  # libpq would otherwise wait forever
-        if "application_name" not in given:
-            extra["application_name"] = "facefit"
         try:
-            db = pg.connect(self.url, autocommit=True, **extra)
+            given = pg.conninfo.conninfo_to_dict(self.url)
+            extra = {"connect_timeout": CONNECT_TIMEOUT_S,  # libpq would otherwise wait forever
+                     "application_name": "facefit"}
+            db = pg.connect(self.url, autocommit=True, **{k: v for k, v in extra.items() if k not in given})
         except pg.Error as exc:
             raise GalleryError(f"{self.location}: cannot connect to PostgreSQL: {_why(exc)}") from None
         # The duplicate check must see rows committed by the previous lock holder.
@@ -167,12 +165,13 @@ class PgVectorStore:
                 raise GalleryError(f"{self.location}: {_why(exc)}") from None
 
     @contextmanager
-    def _write(self, lock: str = "write") -> Iterator[None]:
+    def _write(self, *, migration: bool = False) -> Iterator[None]:
         """One write transaction, serialised with every other writer of this gallery (any process)."""
+        # Writers lock per schema, so galleries in other schemas of the database do not wait for this one;
+        # migrations lock the whole database, as CREATE EXTENSION is database-wide.
+        key = "'facefit.migrate'" if migration else "'facefit.write:' || current_schema()"
         with self._session(), self.db.transaction():
-            # Keyed by schema so galleries in other schemas of the same database do not wait for this one.
-            self.db.execute("SELECT pg_advisory_xact_lock(hashtextextended(%s || current_schema(), 0))",
-                            (f"facefit.{lock}:",))
+            self.db.execute(f"SELECT pg_advisory_xact_lock(hashtextextended({key}, 0))")
             yield
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
@@ -202,14 +201,16 @@ class PgVectorStore:
         row = self._one("SELECT value FROM facefit_meta WHERE key = 'schema_version'")
         return 0 if row is None else int(row[0])
 
-    def _migrate(self) -> None:
+    def _migrate(self, create: bool) -> None:
         version = self._version()
+        if version == 0 and not create:
+            raise GalleryError(f"{self.location}: no gallery here (add someone first: facefit gallery add NAME IMAGE)")
         if version > SCHEMA_VERSION:
             raise GalleryError(f"{self.location}: gallery schema {version} is newer than this facefit understands "
                                f"({SCHEMA_VERSION}); upgrade facefit")
         if version == SCHEMA_VERSION:
             return
-        with self._write("schema"):
+        with self._write(migration=True):
             self._create_extension()
             version = self._version()  # re-read under the lock: another process may have migrated meanwhile
             for step in range(version, SCHEMA_VERSION):

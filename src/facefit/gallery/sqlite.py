@@ -286,6 +286,10 @@ class SQLiteStore:
 
     def replace_embeddings(self, contract_json: str, contract_id: str, ids: np.ndarray,
                            embeddings: np.ndarray) -> None:
+        dim = json.loads(contract_json).get("embedding_dim")
+        if dim is not None and len(ids) and np.asarray(embeddings).shape[1:] != (dim,):
+            raise GalleryError(f"embeddings of shape {np.asarray(embeddings).shape} do not fit the model's {dim} "
+                               f"dimensions")
         with self._write():
             stored = {int(r[0]) for r in self.db.execute("SELECT id FROM faces")}
             given = {int(i) for i in ids}
