@@ -120,23 +120,30 @@ class _Embedder:
             self.pending[k] = []
 
 
-def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: EvalOptions, cache: EvalCache,
-             *, progress: ProgressFactory = no_progress) -> EvalRun:
-    """Score every pair with every model and compute the verification metrics."""
-    from facefit.eval.metrics import subgroup_metrics, verification_metrics
+@dataclass
+class EmbeddedImages:
+    """Every image embedded by every model, with what the detector made of the images."""
 
-    if options.metric not in ("euclidean", "cosine", "auto"):
-        raise ValueError(f"unknown metric {options.metric!r}")
+    embeddings: list[dict[Path, np.ndarray]]  # per model (in the order given), one vector per image
+    sha: dict[Path, str]  # content sha256 per image
+    no_face: list[Path]  # images without a detection (embedded from the fallback box)
+    fallback_box: tuple[float, float, float, float]
+    detected_now: int  # images run through the detector in this call (the rest came from the cache)
+    embedded_now: list[int]  # per model, embeddings computed in this call
+    seconds: dict[str, float]
+
+
+def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], options: EvalOptions,
+                 cache: EvalCache, *, progress: ProgressFactory = no_progress) -> EmbeddedImages:
+    """Embed ``images`` with every model through the detection and embedding cache.
+
+    Raises FacefitError naming the files when images cannot be read or decoded.
+    """
     if not models:
-        raise ValueError("no model to evaluate")
+        raise ValueError("no model to embed with")
     seconds: dict[str, float] = {}
     t0 = time.perf_counter()
-    images = pairs.images()
-    try:
-        sha = hash_files(images, progress)
-    except FacefitError as exc:
-        raise PairsError(str(exc)) from None
-    data_sha = content_digest(sha, pairs.root)
+    sha = hash_files(images, progress)
     seconds["hash"] = time.perf_counter() - t0
 
     det_key = options.det_key
@@ -205,7 +212,7 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     cache.put_detections(det_key, new_dets)
     embedder.flush()
     if errors:
-        raise PairsError(f"{len(errors)} image(s) could not be decoded: {'; '.join(errors[:5])}")
+        raise FacefitError(f"{len(errors)} image(s) could not be decoded: {'; '.join(errors[:5])}")
     seconds["align_embed"] = time.perf_counter() - t0
 
     # Stage B: images without a detection get a chip from the fallback box.
@@ -225,11 +232,34 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     tasks = [CutTask(p, False, absolute_box(fallback, dets[sha[p]].size), None, recipes(ks)) for p, ks in want.items()]
     for task, res in zip(tasks, run_cut_tasks(tasks, config, workers=options.workers)):
         if res.error is not None or not res.chips:
-            raise PairsError(f"{task.path}: fallback alignment failed: {res.error or 'no chip'}")
+            raise FacefitError(f"{task.path}: fallback alignment failed: {res.error or 'no chip'}")
         for k in want[task.path]:
             embedder.add(k, sha[task.path], fb_prov(sha[task.path]) or "", res.chips[models[k][1].contract.align])
     embedder.flush()
     seconds["fallback"] = time.perf_counter() - t0
+
+    embeddings = [_gather(images, sha, dets, model.contract, options, cache, fb_prov) for _, model in models]
+    return EmbeddedImages(embeddings, sha, no_face, fallback, len(undetected), list(embedder.count), seconds)
+
+
+def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: EvalOptions, cache: EvalCache,
+             *, progress: ProgressFactory = no_progress) -> EvalRun:
+    """Score every pair with every model and compute the verification metrics."""
+    from facefit.eval.metrics import subgroup_metrics, verification_metrics
+
+    if options.metric not in ("euclidean", "cosine", "auto"):
+        raise ValueError(f"unknown metric {options.metric!r}")
+    if not models:
+        raise ValueError("no model to evaluate")
+    images = pairs.images()
+    try:
+        embedded = embed_images(images, models, options, cache, progress=progress)
+    except PairsError:
+        raise
+    except FacefitError as exc:  # unreadable or undecodable images: a problem of this pairs file's data
+        raise PairsError(str(exc)) from None
+    data_sha = content_digest(embedded.sha, pairs.root)
+    seconds = dict(embedded.seconds)
 
     # Distances and metrics.
     t0 = time.perf_counter()
@@ -238,15 +268,16 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     groups = group_labels(pairs)
     results = []
     for k, (label, model) in enumerate(models):
-        emb = _gather(images, sha, dets, model.contract, options, cache, fb_prov)
+        emb = embedded.embeddings[k]
         metric = model_metric(model.contract, options.metric)
         dist = _pair_distances(pairs, emb, folds, options, metric)
         total = verification_metrics(-dist, same, folds)
         subs = subgroup_metrics(-dist, same, folds, groups) if groups else {}
         results.append(ModelEval(label, model.contract, dist, metric, to_distance_units(total),
-                                 {g: to_distance_units(m) for g, m in subs.items()}, embedder.count[k]))
+                                 {g: to_distance_units(m) for g, m in subs.items()}, embedded.embedded_now[k]))
     seconds["metrics"] = time.perf_counter() - t0
-    return EvalRun(pairs, options, results, no_face, fallback, data_sha, len(undetected), seconds)
+    return EvalRun(pairs, options, results, embedded.no_face, embedded.fallback_box, data_sha,
+                   embedded.detected_now, seconds)
 
 
 class _share_cores:
