@@ -145,6 +145,56 @@ def _comparison_table(results: dict[str, dict[str, dict]]):  # noqa: ANN202
     return table
 
 
+def _identify_1n(data: Path, models: list, out_dir: Path, workers: int | None,  # noqa: ANN001
+                 progress) -> tuple[dict[str, dict], dict[str, int], float]:  # noqa: ANN001
+    """Open-set 1:N on the Korean validation persons: enrol one photo each, probe with the rest and strangers."""
+    import shutil
+
+    from facefit.data.folders import IdentityFolders
+    from facefit.eval.open_set import ProtocolOptions, evaluate_open_set, make_protocol
+    from facefit.eval.report_1n import write_report_1n
+    from facefit.eval.run import EvalOptions
+    from facefit.io.assets import cache_dir
+    from facefit.io.cache import EvalCache
+
+    t0 = time.perf_counter()
+    root = data / "kfamily" / "val"
+    meta = data / "kfamily" / "val_metadata.csv"
+    folders = IdentityFolders.scan(root, metadata=meta if meta.is_file() else None)
+    protocol = make_protocol(folders, ProtocolOptions(enrol=1, strangers=0.2, seed=0))
+    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+        run = evaluate_open_set(folders, protocol, models, EvalOptions(metric="auto", workers=workers), cache,
+                                progress=progress)
+    shutil.rmtree(out_dir, ignore_errors=True)
+    out_dir.mkdir(parents=True)
+    flags = " ".join(f"--model {label}" for label, _ in models)
+    write_report_1n(run, out_dir, command=f"facefit eval-1n {root} --metadata {meta} --out REPORT {flags}")
+    return {m.label: m.total for m in run.models}, protocol.counts(), time.perf_counter() - t0
+
+
+def _print_1n(out: Console, results: dict[str, dict], counts: dict[str, int], seconds: float, out_dir: Path) -> None:
+    from rich import box
+    from rich.table import Table
+
+    what = (f"{counts['gallery_persons']} persons enrolled, {counts['stranger_persons']} strangers, "
+            f"{counts['probes']} probe photos")
+    table = Table(title=f"9. 1:N identification on new Korean persons ({what}; {seconds:.0f} s)",
+                  title_justify="left", box=box.SIMPLE_HEAD)
+    for col in ("model", "rank-1", "rank-5", "TPIR@FPIR=1e-2", "TPIR@FPIR=1e-1", "own threshold",
+                "strangers rejected there", "found there"):
+        table.add_column(col, justify="left" if col == "model" else "right")
+    for label, m in results.items():
+        thr = m.get("threshold")
+        rejected = 1 - m["fpir_at_threshold"] if thr is not None else float("nan")
+        table.add_row(label, f"{m['rank_1']:.3f}", f"{m['rank_5']:.3f}", f"{m['tpir_at_fpir_1e-2']:.3f}",
+                      f"{m['tpir_at_fpir_1e-1']:.3f}", "" if thr is None else f"{thr:.3f}", f"{rejected:.3f}",
+                      "" if thr is None else f"{m['tpir_at_threshold']:.3f}")
+    out.print()
+    out.print(table)
+    out.print(f"   one photo enrolled per person, the others probe; strangers are persons never enrolled. "
+              f"report in {out_dir}/", markup=False)
+
+
 def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None = None, lfw: bool = True,
              train_minutes: float = 5.0, progress: ProgressFactory = no_progress) -> dict:
     """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and a run to ``out_dir``."""
@@ -266,9 +316,9 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
 
     # 7-8. Fine-tune on the Korean training persons, then compare on the same pairs.
     run_dir = out_dir / "train-run"
-    if train_minutes and (data / "kfamily" / "train").is_dir() and benches:
-        from facefit.models import create_model as load
+    from facefit.models import create_model as load
 
+    if train_minutes and (data / "kfamily" / "train").is_dir() and benches:
         _finetune(data, run_dir, train_minutes, out, workers, progress)
         tuned = ("fine-tuned", load(str(run_dir)))
         for name, rel_root, rel_pairs in benches:
@@ -285,8 +335,19 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
                       f"`facefit demo --train-minutes 30` runs the default 30-minute recipe)")
     elif not train_minutes:
         out.print("(fine-tuning skipped: --train-minutes 0)")
+
+    # 9. 1:N identification on the Korean validation persons, the deployment question.
+    identification: dict[str, dict] = {}
+    if (data / "kfamily" / "val").is_dir():
+        tuned_models = [pre] + ([("fine-tuned", load(str(run_dir)))] if (run_dir / "model").is_dir()
+                                and train_minutes else [])
+        identification, counts, secs = _identify_1n(data, tuned_models, out_dir / "eval-1n-korean-val", workers,
+                                                    progress)
+        _print_1n(out, identification, counts, secs, out_dir / "eval-1n-korean-val")
+        files += ", eval-1n-korean-val/"
     out.print(f"\noutputs in {out_dir}/: {files}")
-    out.print("next stage (not built yet): face database and 1:N identification (facefit gallery/identify/stream).")
-    return {"verification": verification, "yale_faces": len(yale), "yale_failures": yale.failures,
-            "johns_faces": len(johns),
+    out.print("next: enrol people with `facefit gallery add NAME PHOTO...`, then `facefit identify PHOTO` or "
+              "`facefit stream VIDEO` (see the README).")
+    return {"verification": verification, "identification": identification, "yale_faces": len(yale),
+            "yale_failures": yale.failures, "johns_faces": len(johns),
             "max_abs_diff_vs_dlib": diff, "pairs": summary}

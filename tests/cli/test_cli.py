@@ -197,7 +197,13 @@ def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
     assert diff <= 1e-4
     assert re.search(r"149 faces", proc.stdout)
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"embeddings.npz", "johns_matrix.png",
-                                                                "yale_matrix.png", "eval-korean-val"}
+                                                                "yale_matrix.png", "eval-korean-val",
+                                                                "eval-1n-korean-val"}
+    # 1:N on new Korean persons: dlib-resnet finds about half of them and rejects no stranger at 0.6.
+    one_n = re.search(r"pre-trained\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+0\.600\s+(\d\.\d+)",
+                      proc.stdout)
+    assert one_n, proc.stdout
+    assert 0.45 <= float(one_n.group(1)) <= 0.56 and float(one_n.group(5)) <= 0.05
     acc = float(re.search(r"verification on korean-val .*?accuracy (\d\.\d+)", proc.stdout).group(1))
     assert 0.785 <= acc <= 0.805  # dlib's own pipeline: 0.795
     assert (tmp_path / "demo" / "eval-korean-val" / "metrics.json").is_file()
@@ -230,3 +236,5 @@ def test_demo_fine_tunes_and_compares(data_root: Path, tmp_path: Path) -> None:
     assert doc["models"]["fine-tuned"]["calibration"]["metric"] == "cosine"
     assert doc["models"]["pre-trained"]["calibration"]["metric"] == "euclidean"
     assert (tmp_path / "demo" / "train-run" / "model" / "MODEL_CARD.md").is_file()
+    one_n = json.loads((tmp_path / "demo" / "eval-1n-korean-val" / "metrics_1n.json").read_text())
+    assert set(one_n["models"]) == {"pre-trained", "fine-tuned"}

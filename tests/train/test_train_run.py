@@ -59,6 +59,10 @@ def test_train_exports_a_loadable_model(tiny: Path, tmp_path: Path, model, johns
     assert tuned.contract.architecture == "dlib-resnet" and "cosine" in tuned.contract.thresholds
     doc = json.loads((run / "model" / "facefit-model.json").read_text())
     assert doc["metadata"]["calibration"]["threshold_best_accuracy"] == tuned.contract.thresholds["cosine"]
+    # 1:N search gets the stricter FAR 1e-3 threshold (the best of N comparisons lets more strangers through).
+    strict = tuned.contract.thresholds["cosine@far_1e-3"]
+    assert strict == doc["metadata"]["calibration"]["threshold_far_1e-3"] <= tuned.contract.thresholds["cosine"]
+    assert tuned.contract.identification_threshold()[0] == strict
     assert result.best_epoch >= 1 and 0 <= result.best["accuracy"] <= 1
     chips = johns[0][:10]
     before, after = model.embed(chips), tuned.embed(chips)

@@ -191,10 +191,8 @@ def probe_groups(data: IdentityFolders, probes: list[Path]) -> tuple[dict[str, l
 def _fixed_threshold(contract: EmbeddingContract, metric: str, given: float | None) -> tuple[float | None, str]:
     if given is not None:
         return float(given), "--threshold"
-    own = contract.thresholds.get(metric)
-    if own is None:
-        return None, f"none: the model has no {metric} threshold of its own (pass --threshold)"
-    return float(own), f"the model's own {metric} threshold"
+    own, source = contract.identification_threshold(metric)
+    return own, source if own is not None else f"{source} (pass --threshold)"
 
 
 def evaluate_open_set(data: IdentityFolders, protocol: Protocol, models: list[tuple[str, FaceEmbedder]],

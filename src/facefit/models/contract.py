@@ -95,3 +95,19 @@ class EmbeddingContract:
 
     def with_weights(self, sha256: str | None) -> EmbeddingContract:
         return replace(self, weights_sha256=sha256)
+
+    def identification_threshold(self, metric: str | None = None) -> tuple[float | None, str]:
+        """The threshold for open-set 1:N search, and where it comes from.
+
+        A 1:N search takes the best of N comparisons, so a stranger passes far more
+        often than in one 1:1 comparison: a strict threshold calibrated at FAR 1e-3
+        (``"<metric>@far_1e-3"``) is preferred over the 1:1 one when the model has it.
+        """
+        metric = metric or self.distance
+        strict = self.thresholds.get(f"{metric}@far_1e-3")
+        if strict is not None:
+            return float(strict), f"the model's {metric} threshold at FAR 1e-3 (calibrated on its validation pairs)"
+        own = self.thresholds.get(metric)
+        if own is not None:
+            return float(own), f"the model's own {metric} threshold"
+        return None, f"none: the model has no {metric} threshold of its own"

@@ -17,6 +17,14 @@ def _finite(v: Any) -> float | None:
     return float(v) if isinstance(v, (int, float)) and math.isfinite(v) else None
 
 
+def _thresholds(metric: str, best: float | None, far_1e3: float | None) -> dict[str, float]:
+    """1:1 uses the best-accuracy threshold; 1:N search needs the stricter FAR 1e-3 one."""
+    out = {} if best is None else {metric: best}
+    if far_1e3 is not None:
+        out[f"{metric}@far_1e-3"] = far_1e3
+    return out
+
+
 def export_model(model: FaceEmbedder, cfg: TrainConfig, run_dir: Path, metrics: dict[str, Any], best_epoch: int,
                  data_digest: str, train_set: Any) -> Path:
     """Write ``run_dir/model``: weights, contract (with calibrated thresholds) and MODEL_CARD.md."""
@@ -24,7 +32,7 @@ def export_model(model: FaceEmbedder, cfg: TrainConfig, run_dir: Path, metrics: 
     base = model.contract
     model.contract = replace(
         base, name=f"{cfg.base}-finetuned:{run_dir.name}", distance=cfg.distance,
-        thresholds={cfg.distance: thr} if thr is not None else {},
+        thresholds=_thresholds(cfg.distance, thr, _finite(metrics.get("threshold_at_far_1e-3"))),
         licence=f"weights derived from {base.name or cfg.base} ({base.licence}); the training data's terms also "
                 f"apply",
         source=f"facefit train, run {run_dir.name}")
