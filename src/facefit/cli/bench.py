@@ -7,9 +7,11 @@ from typing import Annotated
 
 import typer
 
+from facefit.cli.bench_stream import bench_stream
 from facefit.cli.common import err, info, out
 
 bench_app = typer.Typer(help="Measure throughput on this machine.", no_args_is_help=True)
+bench_app.command("stream")(bench_stream)
 
 
 def _bench_chips(data: Path | None, size: int, n: int = 64):  # noqa: ANN202
@@ -80,4 +82,49 @@ def bench_embed(
         doc = {"rows": [r.as_dict() for r in rows + dlib_rows], "threads": threads_used,
                "torch": torch.__version__, "model": net.contract.id, "chips": what}
         write_text_atomic(json_out, json.dumps(doc, indent=2))
+        err.print(f"wrote {json_out}", markup=False)
+
+
+@bench_app.command("search")
+def bench_search(
+    size: Annotated[list[int], typer.Option("--size", "-n", min=1, help="Gallery sizes (faces).")]
+    = [10_000, 100_000, 1_000_000],  # noqa: B006
+    queries: Annotated[int, typer.Option("--queries", min=10, help="Queries per measurement.")] = 1000,
+    ef: Annotated[list[int], typer.Option("--ef", min=1, help="HNSW efSearch values to time.")] = [32, 64, 128],  # noqa: B006
+    dim: Annotated[int, typer.Option("--dim", min=2, help="Embedding dimension.")] = 128,
+    exact_max: Annotated[int, typer.Option("--exact-max", help="Skip timing exact search above this size.")]
+    = 1_000_000,
+    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+) -> None:
+    """1:N search latency (p50/p99 per query) and recall@1 against exact search, on synthetic embeddings.
+
+    Galleries of clustered synthetic vectors (5 faces per person); queries are
+    new samples of enrolled persons, searched one at a time for the best
+    person, exactly as 'facefit identify' does. recall@1 is the share of
+    queries whose nearest face equals the exact search's.
+    """
+    import json
+    import os
+
+    from rich.table import Table
+
+    from facefit.bench.search import bench_size
+    from facefit.io.files import check_writable, write_text_atomic
+
+    if json_out is not None:
+        check_writable(json_out, overwrite=False)
+    info(f"{os.cpu_count()} CPU(s); synthetic {dim}-D galleries; {queries} queries each")
+    rows = []
+    for n in size:
+        rows += bench_size(n, dim=dim, n_queries=queries, ef_search=tuple(ef), exact=n <= exact_max, log=info)
+    table = Table(title="gallery search (best face per person, top 1)", title_justify="left")
+    for col in ("faces", "index", "build s", "p50 ms", "p99 ms", "recall@1", "person recall@1"):
+        table.add_column(col, justify="left" if col == "index" else "right")
+    for r in rows:
+        table.add_row(f"{r.size:,}", r.index, f"{r.build_s:.1f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
+                      f"{r.recall_at_1:.4f}", f"{r.person_recall_at_1:.4f}")
+    out.print(table)
+    if json_out is not None:
+        write_text_atomic(json_out, json.dumps({"rows": [r.as_dict() for r in rows], "dim": dim,
+                                                "queries": queries}, indent=2))
         err.print(f"wrote {json_out}", markup=False)
