@@ -40,6 +40,17 @@ def test_enrol_identify_json_and_forget(env: dict, lfw_people, tmp_path: Path) -
     # A stricter threshold turns the known faces into unknowns too.
     strict = run("identify", "--json", "--threshold", "0.05", bush[5], env=env)
     assert json.loads(strict.stdout)["name"] is None
+    # A threshold taken from an evaluation of this model (here a strict one) applies the same way.
+    from facefit.models import create_model
+
+    contract_id = create_model("dlib-resnet").contract.id
+    metrics = tmp_path / "metrics.json"
+    metrics.write_text(json.dumps({"models": {"dlib-resnet": {"contract": {"id": contract_id}, "calibration": {
+        "metric": "euclidean", "threshold_far_1e-3": 0.05}}}}))
+    calibrated = run("identify", "--json", "--threshold-from", metrics, bush[5], env=env)
+    assert calibrated.returncode == 0 and json.loads(calibrated.stdout)["name"] is None
+    metrics.write_text(metrics.read_text().replace(contract_id, "other:123"))
+    assert "not for this model" in one_line_error(run("identify", "--threshold-from", metrics, bush[5], env=env))
     # Forgetting needs confirmation, then removes every face.
     refused = run("gallery", "remove", "George W Bush", env=env)
     assert refused.returncode != 0 and "--yes" in one_line_error(refused)

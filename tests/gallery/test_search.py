@@ -138,3 +138,49 @@ def test_index_cache_is_reused_and_rebuilt_when_stale(tmp_path: Path) -> None:
     assert open_person_index(store, "toy:a", "euclidean", settings).names == ["Ann", "Bob"]
     hnsw = open_person_index(store, "toy:a", "euclidean", SearchSettings(index="hnsw"))
     assert hnsw.index.kind == "hnsw" and hnsw.top_persons(store.vectors()[2][3:], 1)[0][0].name == "Bob"
+
+
+@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+def test_index_is_updated_in_place_for_small_changes_and_rebuilt_otherwise(tmp_path: Path, kind: str,
+                                                                          monkeypatch: pytest.MonkeyPatch) -> None:
+    import facefit.gallery.search as search
+
+    rng = np.random.default_rng(5)
+    store = SQLiteStore(tmp_path / "g.sqlite")
+    contract = json.dumps({"id": "toy:a", "embedding_dim": 8})
+    for name in "ABCDEFGHIJ":
+        store.add_faces(name, [fake_face(rng, dim=8) for _ in range(3)], contract, "toy:a")
+    settings = SearchSettings(index=kind)
+    builds = []
+    real_build = search._build
+
+    def counting_build(vectors, s):  # noqa: ANN001, ANN202
+        builds.append(len(vectors))
+        return real_build(vectors, s)
+
+    def check() -> None:
+        # Whatever path produced it, the index answers exactly like a fresh one over the store's faces.
+        ids, names, emb = store.vectors()
+        got = open_person_index(store, "toy:a", "euclidean", settings)
+        want = PersonIndex(ExactIndex(emb), np.array([sorted(set(names)).index(n) for n in names]), ids,
+                           sorted(set(names)), "euclidean", Aggregation.best)
+        q = emb + 0.01
+        assert [[m.name for m in r] for r in got.top_persons(q, 3)] == [[m.name for m in r]
+                                                                       for r in want.top_persons(q, 3)]
+
+    monkeypatch.setattr(search, "_build", counting_build)
+    check()
+    assert builds == [30]
+    store.add_faces("K", [fake_face(rng, dim=8) for _ in range(2)], contract, "toy:a")  # added: update
+    store.remove_face(store.faces("A")[0].id)  # one removed: masked
+    store.rename("B", "Bee")
+    check()
+    assert builds == [30]
+    for name in "CDEFG":  # a third of the faces gone: rebuild
+        store.remove_person(name)
+    check()
+    assert builds == [30, 16]
+    ids, _, emb = store.vectors()
+    store.replace_embeddings(contract, "toy:a", ids, emb[::-1].copy())  # same model, new vectors: rebuild
+    check()
+    assert builds == [30, 16, 16]

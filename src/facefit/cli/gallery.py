@@ -24,6 +24,9 @@ GalleryOpt = Annotated[str | None, typer.Option("--gallery", "-g", help="Gallery
 ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name or path (default: the gallery's "
                                               "model, or dlib-resnet for a new gallery).", show_default=False)]
 JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
+ThresholdFromOpt = Annotated[Path | None, typer.Option("--threshold-from", help="Use the threshold calibrated at "
+                                                       "FAR 1e-3 in an evaluation's metrics.json.",
+                                                       show_default=False)]
 
 
 def open_gallery(location: str | None, *, create: bool = False, **settings):  # noqa: ANN003, ANN201
@@ -50,6 +53,25 @@ def gallery_model(gallery, model: str | None):  # noqa: ANN001, ANN201
             return net
     raise UsageError(f"the gallery's embeddings were made with {contract.name or contract.architecture} "
                      f"({contract.id}); pass that model with --model PATH")
+
+
+def resolve_threshold(g, net, threshold: float | None, threshold_from: Path | None) -> tuple[float, str]:  # noqa: ANN001
+    """--threshold, else --threshold-from a metrics.json (same model, same metric), else the model's 1:N default."""
+    from facefit.errors import UsageError
+
+    if threshold is not None and threshold_from is not None:
+        raise UsageError("give --threshold or --threshold-from, not both")
+    if threshold is not None:
+        return threshold, "--threshold"
+    if threshold_from is not None:
+        from facefit.eval.calibration import load_calibration
+
+        cal = load_calibration(threshold_from, net.contract.id)
+        if cal.metric != g.metric:
+            raise UsageError(f"{threshold_from} was calibrated with the {cal.metric} distance; the gallery searches "
+                             f"with {g.metric}")
+        return cal.threshold, f"{cal.kind} from {cal.source}"
+    return g.default_threshold(), "the model's default"
 
 
 def _report(report, what: str) -> None:  # noqa: ANN001

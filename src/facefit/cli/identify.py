@@ -8,27 +8,9 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, info, out, report_failures
-from facefit.cli.gallery import GalleryOpt, JsonOpt, gallery_model, open_gallery
+from facefit.cli.gallery import GalleryOpt, JsonOpt, ThresholdFromOpt, gallery_model, open_gallery, resolve_threshold
 
 EXIT_PARTIAL = 3
-
-
-def _threshold(g, net, threshold: float | None, threshold_from: Path | None) -> tuple[float, str]:  # noqa: ANN001
-    from facefit.errors import UsageError
-
-    if threshold is not None and threshold_from is not None:
-        raise UsageError("give --threshold or --threshold-from, not both")
-    if threshold is not None:
-        return threshold, "--threshold"
-    if threshold_from is not None:
-        from facefit.eval.calibration import load_calibration
-
-        cal = load_calibration(threshold_from, net.contract.id)
-        if cal.metric != g.metric:
-            raise UsageError(f"{threshold_from} was calibrated with the {cal.metric} distance; the gallery searches "
-                             f"with {g.metric}")
-        return cal.threshold, f"{cal.kind} from {cal.source}"
-    return g.default_threshold(), "the model's default"
 
 
 def identify(
@@ -38,9 +20,7 @@ def identify(
     threshold: Annotated[float | None, typer.Option("--threshold", help="Accept a match when its distance is at "
                                                     "most this (default: the model's own).", show_default=False)]
     = None,
-    threshold_from: Annotated[Path | None, typer.Option("--threshold-from", help="Use the threshold calibrated at "
-                                                        "FAR 1e-3 in an evaluation's metrics.json.",
-                                                        show_default=False)] = None,
+    threshold_from: ThresholdFromOpt = None,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Score a person by their best face or by their "
                                            "mean template (best|mean).")] = "best",
     index: Annotated[str, typer.Option("--index", help="auto (exact below 100k faces, HNSW above), exact or "
@@ -72,7 +52,7 @@ def identify(
     with open_gallery(gallery, aggregation=aggregate, index=index) as g:
         net = gallery_model(g, model)
         g.check_model(net)
-        limit, source = _threshold(g, net, threshold, threshold_from)
+        limit, source = resolve_threshold(g, net, threshold, threshold_from)
         result = embed_files(found.files, net, faces="all", detector=detector.value)
         answers = g.identify(result.embeddings, net, threshold=limit, top_k=top_k) if len(result) else []
         metric = g.metric

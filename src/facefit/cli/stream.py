@@ -9,6 +9,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import info, warn
+from facefit.cli.gallery import ThresholdFromOpt
 from facefit.stream import DEFAULT_DETECT_EVERY
 
 EXIT_INTERRUPTED = 130
@@ -31,6 +32,7 @@ def stream(
                                               show_default=False)] = None,
     threshold: Annotated[float | None, typer.Option("--threshold", help="Accept a match at this distance or less "
                                                     "(default: the model's own).", show_default=False)] = None,
+    threshold_from: ThresholdFromOpt = None,
     out_video: Annotated[Path | None, typer.Option("--out", "-o", help="Write the annotated video here (.avi: "
                                                    "MJPG, .mp4: MPEG-4).", show_default=False)] = None,
     events: Annotated[str | None, typer.Option("--events", help="Append one JSON line per face track here when "
@@ -73,7 +75,7 @@ def stream(
     """
     import signal
 
-    from facefit.cli.gallery import gallery_model, open_gallery
+    from facefit.cli.gallery import gallery_model, open_gallery, resolve_threshold
     from facefit.errors import UsageError
     from facefit.io.files import check_writable
     from facefit.stream.runner import StreamConfig, StreamRunner
@@ -92,6 +94,11 @@ def stream(
         check_writable(events, overwrite)
     with VideoSource(source, timeout_s=timeout) as src, open_gallery(gallery) as g:
         net = gallery_model(g, model)
+        g.check_model(net)
+        if threshold_from is not None:
+            from dataclasses import replace
+
+            config = replace(config, threshold=resolve_threshold(g, net, threshold, threshold_from)[0])
         runner = StreamRunner(config, net, g)
         window = None if headless else _window()
         if out_video is None and events is None and window is None:

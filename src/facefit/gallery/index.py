@@ -28,6 +28,9 @@ class VectorIndex(Protocol):
 
     def to_bytes(self) -> np.ndarray: ...
 
+    def add(self, vectors: np.ndarray) -> None:
+        """Append vectors (their positions follow the existing ones)."""
+
 
 def _as_queries(queries: np.ndarray, dim: int) -> np.ndarray:
     q = np.ascontiguousarray(np.atleast_2d(queries), dtype=np.float32)
@@ -70,6 +73,11 @@ class ExactIndex:
             pos[s : s + len(qc), :kk] = np.take_along_axis(part, order, axis=1)
             dist[s : s + len(qc), :kk] = np.take_along_axis(pd, order, axis=1)
         return dist, pos
+
+    def add(self, vectors: np.ndarray) -> None:
+        extra = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        self.vectors = np.concatenate([self.vectors, extra])
+        self._sq = np.concatenate([self._sq, np.einsum("ij,ij->i", extra, extra)])
 
     def to_bytes(self) -> np.ndarray:
         return self.vectors.view(np.uint8).reshape(-1)
@@ -137,6 +145,9 @@ class HNSWIndex:
             self.ef_search = saved
         dist = np.where(pos < 0, np.inf, dist).astype(np.float32)
         return dist, pos.astype(np.int64)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
 
     def to_bytes(self) -> np.ndarray:
         return _faiss().serialize_index(self._index)

@@ -20,7 +20,7 @@ from facefit.gallery.index import ExactIndex, HNSWIndex, VectorIndex
 from facefit.gallery.records import Identification, Match
 from facefit.gallery.store import GalleryError, GalleryStore, NativeSearch
 
-CACHE_FORMAT = 1
+CACHE_FORMAT = 2
 
 
 class Aggregation(enum.StrEnum):
@@ -167,8 +167,21 @@ def cache_path_for(store: GalleryStore) -> Path | None:
     return None if path is None else Path(str(path) + ".index.npz")
 
 
+MAX_MASKED = 0.2  # rebuild instead of updating once this share of indexed faces has been removed
+
+
+@dataclass
+class _Cached:
+    revision: int
+    index: VectorIndex
+    person: np.ndarray
+    faces: np.ndarray
+    names: list[str]
+
+
 def open_person_index(store: GalleryStore, contract_id: str, metric: str, settings: SearchSettings) -> PersonIndex:
-    """The gallery's person index, from the cache file when it is current, else built (and cached)."""
+    """The gallery's person index: from the cache file when current, updated when faces were only added or a
+    few removed, else rebuilt; the result is cached again."""
     if isinstance(store, NativeSearch) and settings.aggregation is Aggregation.best:
         ids, face_names = store.face_persons()
         names, person = _group(ids, face_names)
@@ -176,36 +189,66 @@ def open_person_index(store: GalleryStore, contract_id: str, metric: str, settin
                            face_person=dict(zip(ids.tolist(), person.tolist())))
     # Read the revision before the vectors: a write in between then only makes the cache look stale.
     revision = store.revision()
-    key = {"format": CACHE_FORMAT, "revision": revision, "contract": contract_id, "metric": metric,
+    key = {"format": CACHE_FORMAT, "contract": contract_id, "metric": metric,
            **{k: str(v) for k, v in asdict(settings).items() if k != "ef_search"}}
     cache = cache_path_for(store)
-    if cache is not None and cache.exists():
-        loaded = _load(cache, key, settings)
-        if loaded is not None:
-            index, person, faces, names = loaded
-            return PersonIndex(index, person, faces, names, metric, settings.aggregation)
+    cached = _load(cache, key, settings) if cache is not None and cache.exists() else None
+    if cached is not None and cached.revision == revision:
+        return PersonIndex(cached.index, cached.person, cached.faces, cached.names, metric, settings.aggregation)
+    fresh = _update(store, cached, metric, settings) if cached is not None else None
+    if fresh is None:
+        fresh = _rebuild(store, metric, settings)
+    fresh.revision = revision
+    if cache is not None and len(fresh.faces):
+        _save(cache, key, fresh)
+    return PersonIndex(fresh.index, fresh.person, fresh.faces, fresh.names, metric, settings.aggregation)
+
+
+def _rebuild(store: GalleryStore, metric: str, settings: SearchSettings) -> _Cached:
     ids, face_names, emb = store.vectors()
     names, person = _group(ids, face_names)
     if len(ids) == 0:
-        return PersonIndex(ExactIndex(np.empty((0, 1), np.float32)), person, ids, names, metric, settings.aggregation)
+        return _Cached(0, ExactIndex(np.empty((0, 1), np.float32)), person, ids, names)
     vectors = search_vectors(emb, metric)
     if settings.aggregation is Aggregation.mean:
         vectors = _templates(vectors, person, len(names), metric)
         person, ids = np.arange(len(names)), np.full(len(names), -1, np.int64)
-    index = _build(vectors, settings)
-    if cache is not None:
-        _save(cache, key, index, person, ids, names)
-    return PersonIndex(index, person, ids, names, metric, settings.aggregation)
+    return _Cached(0, _build(vectors, settings), person, ids, names)
 
 
-def _save(path: Path, key: dict, index: VectorIndex, person: np.ndarray, faces: np.ndarray, names: list[str]) -> None:
+def _update(store: GalleryStore, cached: _Cached, metric: str, settings: SearchSettings) -> _Cached | None:
+    """Add the new faces to the cached index and mask removed ones, when that is safe; None means rebuild.
+
+    An HNSW graph over a million faces takes minutes to build; enrolling one more
+    person must not cost that. Templates (``mean``) change with every face, so they are rebuilt.
+    """
+    vectors_revision = getattr(store, "vectors_revision", None)
+    if (settings.aggregation is not Aggregation.best or vectors_revision is None
+            or cached.revision < vectors_revision() or not hasattr(store, "vectors_for")):
+        return None
+    ids, face_names = store.face_persons()
+    gone = ~np.isin(cached.faces, ids)
+    new_ids = ids[~np.isin(ids, cached.faces)]
+    total = len(cached.faces) + len(new_ids)
+    if gone.sum() > MAX_MASKED * max(1, len(cached.faces)) or settings.resolve_kind(total) != cached.index.kind:
+        return None
+    if len(new_ids):
+        cached.index.add(search_vectors(store.vectors_for(new_ids), metric))
+    faces = np.concatenate([cached.faces, new_ids])
+    owner = dict(zip(ids.tolist(), face_names))
+    names = sorted(set(face_names))
+    where = {n: i for i, n in enumerate(names)}
+    person = np.fromiter((where[owner[f]] if f in owner else -1 for f in faces.tolist()), np.int64, len(faces))
+    return _Cached(0, cached.index, person, faces, names)
+
+
+def _save(path: Path, key: dict, c: _Cached) -> None:
     from facefit.io.files import atomic_path
 
     buf = io.BytesIO()
-    np.savez(buf, key=np.frombuffer(json.dumps(key, sort_keys=True).encode(), np.uint8), kind=np.array(index.kind),
-             dim=np.array(index.dim),
-             index=index.to_bytes(), person=person, faces=faces,
-             names=np.frombuffer(json.dumps(names).encode(), np.uint8))
+    np.savez(buf, key=np.frombuffer(json.dumps(key, sort_keys=True).encode(), np.uint8), kind=np.array(c.index.kind),
+             revision=np.array(c.revision), dim=np.array(c.index.dim), index=c.index.to_bytes(), person=c.person,
+             faces=c.faces, names=np.frombuffer(json.dumps(c.names).encode(), np.uint8))
     try:
         with atomic_path(path) as tmp:
             tmp.write_bytes(buf.getvalue())
@@ -213,7 +256,7 @@ def _save(path: Path, key: dict, index: VectorIndex, person: np.ndarray, faces: 
         pass  # a read-only gallery folder: searching still works, only without the cache
 
 
-def _load(path: Path, key: dict, settings: SearchSettings) -> tuple | None:
+def _load(path: Path, key: dict, settings: SearchSettings) -> _Cached | None:
     try:
         with np.load(path, allow_pickle=False) as z:
             if json.loads(z["key"].tobytes().decode()) != json.loads(json.dumps(key, sort_keys=True)):
@@ -221,6 +264,7 @@ def _load(path: Path, key: dict, settings: SearchSettings) -> tuple | None:
             kind, blob = str(z["kind"]), z["index"]
             index = (HNSWIndex.from_bytes(blob, settings.ef_search) if kind == "hnsw"
                      else ExactIndex.from_bytes(blob, int(z["dim"])))
-            return index, z["person"], z["faces"], json.loads(z["names"].tobytes().decode())
+            names = json.loads(z["names"].tobytes().decode())
+            return _Cached(int(z["revision"]), index, z["person"], z["faces"], names)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
         return None  # unreadable or from another version: rebuild it

@@ -150,6 +150,28 @@ class SQLiteStore:
     def revision(self) -> int:
         return int(self._meta("revision") or 0)
 
+    def vectors_revision(self) -> int:
+        """The revision of the last ``replace_embeddings``: indexes older than this hold outdated vectors."""
+        return int(self._meta("vectors_revision") or 0)
+
+    def face_persons(self) -> tuple[np.ndarray, list[str]]:
+        rows = self.db.execute("SELECT f.id, p.name FROM faces f JOIN persons p ON p.id = f.person_id "
+                               "ORDER BY f.id").fetchall()
+        return np.fromiter((r[0] for r in rows), np.int64, len(rows)), [r[1] for r in rows]
+
+    def vectors_for(self, ids: np.ndarray) -> np.ndarray:
+        """Raw embeddings of the given faces, in that order."""
+        out = []
+        for start in range(0, len(ids), 500):
+            chunk = [int(i) for i in ids[start : start + 500]]
+            marks = ",".join("?" * len(chunk))
+            rows = dict(self.db.execute(f"SELECT id, embedding FROM faces WHERE id IN ({marks})", chunk).fetchall())
+            missing = [i for i in chunk if i not in rows]
+            if missing:
+                raise GalleryError(f"faces {missing[:5]} vanished while the index was being updated; search again")
+            out += [np.frombuffer(rows[i], np.float32) for i in chunk]
+        return np.stack(out) if out else np.empty((0, 0), np.float32)
+
     def counts(self) -> tuple[int, int]:
         persons = self.db.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
         faces = self.db.execute("SELECT COUNT(*) FROM faces").fetchone()[0]
@@ -301,3 +323,5 @@ class SQLiteStore:
                                  for i, e in zip(ids, embeddings)))
             self.db.execute("INSERT OR REPLACE INTO meta VALUES ('contract', ?)", (contract_json,))
             self._bump()
+            self.db.execute("INSERT OR REPLACE INTO meta SELECT 'vectors_revision', value FROM meta "
+                            "WHERE key = 'revision'")
