@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from tests.gallery.conftest import fake_face
 
-from facefit.gallery.index import ExactIndex, HNSWIndex
+from facefit.gallery.index import ExactIndex, HNSWIndex, IVFIndex
 from facefit.gallery.search import (
     Aggregation,
     PersonIndex,
@@ -78,6 +78,21 @@ def test_hnsw_finds_the_true_neighbours_and_round_trips() -> None:
     assert (index.search(q[:2], 200)[1] >= 0).all()
 
 
+def test_ivf_finds_the_true_neighbours_adds_and_round_trips() -> None:
+    rng = np.random.default_rng(6)
+    centres = rng.standard_normal((400, 32)).astype(np.float32)
+    x = np.repeat(centres, 5, axis=0) + 0.05 * rng.standard_normal((2000, 32)).astype(np.float32)
+    q = x[:200] + 0.01 * rng.standard_normal((200, 32)).astype(np.float32)
+    index = IVFIndex.build(x, nprobe=8)
+    assert index.nlist == 50 and index.nprobe == 8
+    _, pos = index.search(q, 1)
+    assert np.mean(pos[:, 0] == np.arange(200)) >= 0.99
+    again = IVFIndex.from_bytes(index.to_bytes(), nprobe=8)
+    np.testing.assert_array_equal(again.search(q, 3)[1], index.search(q, 3)[1])
+    index.add(q[:1] + 100)  # far from everything: found only as itself
+    assert index.search(q[:1] + 100, 1)[1][0, 0] == 2000 and len(index) == 2001
+
+
 @pytest.mark.parametrize("how", ["best", "mean"])
 @pytest.mark.parametrize("metric", ["euclidean", "cosine"])
 def test_person_search_matches_naive(how: str, metric: str) -> None:
@@ -140,7 +155,7 @@ def test_index_cache_is_reused_and_rebuilt_when_stale(tmp_path: Path) -> None:
     assert hnsw.index.kind == "hnsw" and hnsw.top_persons(store.vectors()[2][3:], 1)[0][0].name == "Bob"
 
 
-@pytest.mark.parametrize("kind", ["exact", "hnsw"])
+@pytest.mark.parametrize("kind", ["exact", "ivf", "hnsw"])
 def test_index_is_updated_in_place_for_small_changes_and_rebuilt_otherwise(tmp_path: Path, kind: str,
                                                                           monkeypatch: pytest.MonkeyPatch) -> None:
     import facefit.gallery.search as search

@@ -14,7 +14,7 @@ from dataclasses import asdict, dataclass
 
 import numpy as np
 
-from facefit.gallery.index import ExactIndex, HNSWIndex
+from facefit.gallery.index import ExactIndex, HNSWIndex, IVFIndex
 from facefit.gallery.search import Aggregation, PersonIndex
 
 FACES_PER_PERSON = 5
@@ -65,10 +65,10 @@ def _time_queries(search: Callable[[np.ndarray], object], queries: np.ndarray) -
     return float(np.percentile(times, 50) * 1e3), float(np.percentile(times, 99) * 1e3)
 
 
-def bench_size(n: int, *, dim: int = 128, n_queries: int = 1000, ef_search: tuple[int, ...] = (32, 64, 128),
-               exact: bool = True, seed: int = 0, m: int = 32, ef_construction: int = 80,
-               log: Callable[[str], None] | None = None) -> list[SearchRow]:
-    """Time exact and HNSW person search (best-face aggregation, top 1) on one gallery size."""
+def bench_size(n: int, *, dim: int = 128, n_queries: int = 1000, kinds: tuple[str, ...] = ("exact", "ivf"),
+               nprobe: tuple[int, ...] = (32, 64, 128), ef_search: tuple[int, ...] = (128, 256, 512),
+               seed: int = 0, log: Callable[[str], None] | None = None) -> list[SearchRow]:
+    """Time person search (best-face aggregation, top 1) on one gallery size with each index kind."""
     rng = np.random.default_rng(seed)
     faces, person, centres = synthetic_gallery(n, dim, rng)
     queries = queries_for(centres, n_queries, rng)
@@ -77,31 +77,31 @@ def bench_size(n: int, *, dim: int = 128, n_queries: int = 1000, ef_search: tupl
     face_ids = np.arange(n, dtype=np.int64)
     rows = []
 
-    def person_index(index) -> PersonIndex:  # noqa: ANN001
-        return PersonIndex(index, person, face_ids, names, "euclidean", Aggregation.best)
+    def measure(label: str, index, build: float, limit: int | None = None) -> None:  # noqa: ANN001
+        pi = PersonIndex(index, person, face_ids, names, "euclidean", Aggregation.best)
+        found = np.array([pi.top_persons(q[None], 1)[0][0].face_id for q in queries[:limit]])
+        recall = float(np.mean(found == truth[:limit]))
+        person_recall = float(np.mean(person[found] == person[truth[:limit]]))
+        p50, p99 = _time_queries(lambda q: pi.top_persons(q, 1), queries[:limit])
+        rows.append(SearchRow(n, label, build, p50, p99, recall, person_recall))
+        if log:
+            log(f"{n:,} {label}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@1 {recall:.4f}")
 
-    if exact:
+    for kind in kinds:
         t = time.perf_counter()
-        index = ExactIndex(faces)
+        if kind == "exact":
+            measure("exact", ExactIndex(faces), time.perf_counter() - t, limit=min(n_queries, 200))
+            continue
+        index = IVFIndex.build(faces) if kind == "ivf" else HNSWIndex.build(faces)
         build = time.perf_counter() - t
-        pi = person_index(index)
-        p50, p99 = _time_queries(lambda q: pi.top_persons(q, 1), queries[: min(n_queries, 200)])
-        rows.append(SearchRow(n, "exact", build, p50, p99, 1.0, 1.0))
         if log:
-            log(f"{n:,} exact: p50 {p50:.2f} ms, p99 {p99:.2f} ms")
-    t = time.perf_counter()
-    hnsw = HNSWIndex.build(faces, m=m, ef_construction=ef_construction)
-    build = time.perf_counter() - t
-    if log:
-        log(f"{n:,} hnsw built in {build:.1f} s")
-    for ef in ef_search:
-        hnsw.ef_search = ef
-        pi = person_index(hnsw)
-        found = np.array([pi.top_persons(q[None], 1)[0][0].face_id for q in queries])
-        recall = float(np.mean(found == truth))
-        person_recall = float(np.mean(person[found] == person[truth]))
-        p50, p99 = _time_queries(lambda q, pi=pi: pi.top_persons(q, 1), queries)
-        rows.append(SearchRow(n, f"hnsw ef={ef}", build, p50, p99, recall, person_recall))
-        if log:
-            log(f"{n:,} hnsw ef={ef}: p50 {p50:.2f} ms, p99 {p99:.2f} ms, recall@1 {recall:.4f}")
+            log(f"{n:,} {kind} built in {build:.1f} s")
+        for value in nprobe if kind == "ivf" else ef_search:
+            if kind == "ivf":
+                index.nprobe = value
+                label = f"ivf nlist={index.nlist} nprobe={index.nprobe}"
+            else:
+                index.ef_search = value
+                label = f"hnsw ef={value}"
+            measure(label, index, build)
     return rows

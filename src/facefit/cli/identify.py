@@ -23,8 +23,8 @@ def identify(
     threshold_from: ThresholdFromOpt = None,
     aggregate: Annotated[str, typer.Option("--aggregate", help="Score a person by their best face or by their "
                                            "mean template (best|mean).")] = "best",
-    index: Annotated[str, typer.Option("--index", help="auto (exact below 100k faces, HNSW above), exact or "
-                                       "hnsw.")] = "auto",
+    index: Annotated[str, typer.Option("--index", help="auto (exact below 200k faces, IVF above), exact, ivf "
+                                       "(faiss inverted lists) or hnsw (faiss graph).")] = "auto",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model (default: the gallery's).",
                                               show_default=False)] = None,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,

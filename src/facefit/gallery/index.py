@@ -1,8 +1,11 @@
 """Vector indexes over search vectors, all answering in squared L2 distance.
 
 ``ExactIndex`` is brute force (numpy matrix products): exact, and fast enough up
-to ~100k vectors. ``HNSWIndex`` wraps faiss' HNSW graph (the ``[ann]`` extra) for
-larger galleries. Both serialise to bytes so a gallery can cache them in one file.
+to a few hundred thousand vectors. ``IVFIndex`` (faiss inverted lists, the ``[ann]``
+extra) scans only the lists nearest the query: it builds a million-face index in
+under two minutes on 2 cores and is the default for large galleries.
+``HNSWIndex`` (faiss graph) answers faster at low recall but takes minutes to
+build at that size. All serialise to bytes so a gallery can cache them in one file.
 """
 
 from __future__ import annotations
@@ -91,8 +94,86 @@ def _faiss():  # noqa: ANN202
     try:
         import faiss
     except ImportError:
-        raise FacefitError("the HNSW index needs faiss: pip install 'facefit[ann]' (or use --index exact)") from None
+        raise FacefitError("approximate search needs faiss: pip install 'facefit[ann]' "
+                           "(or use --index exact)") from None
     return faiss
+
+
+def _faiss_search(index, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+    if index.ntotal == 0:
+        return np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64)
+    dist, pos = index.search(q, k)
+    return np.where(pos < 0, np.inf, dist).astype(np.float32), pos.astype(np.int64)
+
+
+class IVFIndex:
+    """faiss inverted lists over k-means cells; ``nprobe`` cells are scanned per query."""
+
+    kind = "ivf"
+    TRAIN_PER_LIST = 40  # k-means samples per list: enough for stable cells, cheap to train
+
+    def __init__(self, index) -> None:  # noqa: ANN001 - a faiss.IndexIVFFlat
+        self._index = index
+
+    @staticmethod
+    def default_nlist(n: int) -> int:
+        # 8 sqrt(n) cells: at a million faces, 128 probed cells reach recall@1 0.996 in under 4 ms (bench search).
+        return int(max(1, min(8 * np.sqrt(n), n // IVFIndex.TRAIN_PER_LIST)))
+
+    @classmethod
+    def build(cls, vectors: np.ndarray, *, nlist: int | None = None, nprobe: int = 128, seed: int = 0) -> IVFIndex:
+        faiss = _faiss()
+        x = np.ascontiguousarray(vectors, dtype=np.float32)
+        nlist = nlist or cls.default_nlist(len(x))
+        index = faiss.IndexIVFFlat(faiss.IndexFlatL2(x.shape[1]), x.shape[1], nlist)
+        index.cp.min_points_per_centroid = 1  # small galleries: fewer cells than faiss likes is fine, not a warning
+        rng = np.random.default_rng(seed)
+        sample = x if len(x) <= cls.TRAIN_PER_LIST * nlist else x[rng.choice(len(x), cls.TRAIN_PER_LIST * nlist,
+                                                                             replace=False)]
+        index.train(sample)
+        index.add(x)
+        index.nprobe = min(nprobe, nlist)
+        return cls(index)
+
+    @property
+    def dim(self) -> int:
+        return int(self._index.d)
+
+    @property
+    def nlist(self) -> int:
+        return int(self._index.nlist)
+
+    @property
+    def trained_for(self) -> int:
+        """The gallery size ``default_nlist`` would choose these cells for."""
+        return int(max(self.nlist ** 2 / 64, self.TRAIN_PER_LIST * self.nlist))
+
+    @property
+    def nprobe(self) -> int:
+        return int(self._index.nprobe)
+
+    @nprobe.setter
+    def nprobe(self, value: int) -> None:
+        self._index.nprobe = int(min(value, self.nlist))
+
+    def __len__(self) -> int:
+        return int(self._index.ntotal)
+
+    def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
+        return _faiss_search(self._index, _as_queries(queries, self.dim), k)
+
+    def add(self, vectors: np.ndarray) -> None:
+        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+
+    def to_bytes(self) -> np.ndarray:
+        return _faiss().serialize_index(self._index)
+
+    @classmethod
+    def from_bytes(cls, blob: np.ndarray, nprobe: int | None = None) -> IVFIndex:
+        out = cls(_faiss().deserialize_index(np.asarray(blob, np.uint8)))
+        if nprobe:
+            out.nprobe = nprobe
+        return out
 
 
 class HNSWIndex:
@@ -133,18 +214,14 @@ class HNSWIndex:
 
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         q = _as_queries(queries, self._index.d)
-        if len(self) == 0:
-            return np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64)
         # efSearch below k would cap the results at efSearch neighbours.
         saved = self.ef_search
         if saved < k:
             self.ef_search = k
         try:
-            dist, pos = self._index.search(q, k)
+            return _faiss_search(self._index, q, k)
         finally:
             self.ef_search = saved
-        dist = np.where(pos < 0, np.inf, dist).astype(np.float32)
-        return dist, pos.astype(np.int64)
 
     def add(self, vectors: np.ndarray) -> None:
         self._index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))

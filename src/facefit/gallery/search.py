@@ -16,7 +16,7 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.gallery.index import ExactIndex, HNSWIndex, VectorIndex
+from facefit.gallery.index import ExactIndex, HNSWIndex, IVFIndex, VectorIndex
 from facefit.gallery.records import Identification, Match
 from facefit.gallery.store import GalleryError, GalleryStore, NativeSearch
 
@@ -31,8 +31,9 @@ class Aggregation(enum.StrEnum):
 
 
 class IndexKind(enum.StrEnum):
-    auto = "auto"  # exact below ``ann_threshold`` items, HNSW above
+    auto = "auto"  # exact below ``ann_threshold`` items, IVF above
     exact = "exact"
+    ivf = "ivf"
     hnsw = "hnsw"
 
 
@@ -40,10 +41,11 @@ class IndexKind(enum.StrEnum):
 class SearchSettings:
     aggregation: Aggregation = Aggregation.best
     index: IndexKind = IndexKind.auto
-    ann_threshold: int = 100_000
+    ann_threshold: int = 200_000
+    nprobe: int = 128
     hnsw_m: int = 32
     ef_construction: int = 80
-    ef_search: int = 96
+    ef_search: int = 256
 
     def __post_init__(self) -> None:
         try:
@@ -51,13 +53,13 @@ class SearchSettings:
             object.__setattr__(self, "index", IndexKind(self.index))
         except ValueError as exc:
             raise GalleryError(str(exc)) from None
-        for name in ("ann_threshold", "hnsw_m", "ef_construction", "ef_search"):
+        for name in ("ann_threshold", "nprobe", "hnsw_m", "ef_construction", "ef_search"):
             if int(getattr(self, name)) < 1:
                 raise GalleryError(f"{name} must be >= 1, got {getattr(self, name)}")
 
     def resolve_kind(self, n_items: int) -> str:
         if self.index is IndexKind.auto:
-            return "hnsw" if n_items >= self.ann_threshold else "exact"
+            return "ivf" if n_items >= self.ann_threshold else "exact"
         return self.index.value
 
 
@@ -156,9 +158,12 @@ def _templates(vectors: np.ndarray, person: np.ndarray, n_persons: int, metric: 
 
 
 def _build(vectors: np.ndarray, settings: SearchSettings) -> VectorIndex:
-    if settings.resolve_kind(len(vectors)) == "hnsw":
+    kind = settings.resolve_kind(len(vectors))
+    if kind == "hnsw":
         return HNSWIndex.build(vectors, m=settings.hnsw_m, ef_construction=settings.ef_construction,
                                ef_search=settings.ef_search)
+    if kind == "ivf":
+        return IVFIndex.build(vectors, nprobe=settings.nprobe)
     return ExactIndex(vectors)
 
 
@@ -190,7 +195,7 @@ def open_person_index(store: GalleryStore, contract_id: str, metric: str, settin
     # Read the revision before the vectors: a write in between then only makes the cache look stale.
     revision = store.revision()
     key = {"format": CACHE_FORMAT, "contract": contract_id, "metric": metric,
-           **{k: str(v) for k, v in asdict(settings).items() if k != "ef_search"}}
+           **{k: str(v) for k, v in asdict(settings).items() if k not in ("ef_search", "nprobe")}}
     cache = cache_path_for(store)
     cached = _load(cache, key, settings) if cache is not None and cache.exists() else None
     if cached is not None and cached.revision == revision:
@@ -232,6 +237,8 @@ def _update(store: GalleryStore, cached: _Cached, metric: str, settings: SearchS
     total = len(cached.faces) + len(new_ids)
     if gone.sum() > MAX_MASKED * max(1, len(cached.faces)) or settings.resolve_kind(total) != cached.index.kind:
         return None
+    if isinstance(cached.index, IVFIndex) and total > 2 * cached.index.trained_for:
+        return None  # the cells were trained for a gallery under half this size: retrain them
     if len(new_ids):
         cached.index.add(search_vectors(store.vectors_for(new_ids), metric))
     faces = np.concatenate([cached.faces, new_ids])
@@ -262,8 +269,12 @@ def _load(path: Path, key: dict, settings: SearchSettings) -> _Cached | None:
             if json.loads(z["key"].tobytes().decode()) != json.loads(json.dumps(key, sort_keys=True)):
                 return None
             kind, blob = str(z["kind"]), z["index"]
-            index = (HNSWIndex.from_bytes(blob, settings.ef_search) if kind == "hnsw"
-                     else ExactIndex.from_bytes(blob, int(z["dim"])))
+            if kind == "hnsw":
+                index: VectorIndex = HNSWIndex.from_bytes(blob, settings.ef_search)
+            elif kind == "ivf":
+                index = IVFIndex.from_bytes(blob, settings.nprobe)
+            else:
+                index = ExactIndex.from_bytes(blob, int(z["dim"]))
             names = json.loads(z["names"].tobytes().decode())
             return _Cached(int(z["revision"]), index, z["person"], z["faces"], names)
     except (OSError, ValueError, KeyError, json.JSONDecodeError):
