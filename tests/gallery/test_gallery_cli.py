@@ -12,7 +12,8 @@ import time
 from pathlib import Path
 
 import pytest
-from tests.cli.test_cli import one_line_error, run
+from tests.cli.test_cli import one_line_error
+from tests.gallery.conftest import run_cli as run
 
 
 @pytest.fixture()

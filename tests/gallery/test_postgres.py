@@ -357,7 +357,7 @@ def test_gallery_identifies_real_faces(uri: str, data_root: Path, model) -> None
 
 
 def test_cli_enrols_and_identifies_through_a_postgresql_url(uri: str, lfw_people) -> None:  # noqa: ANN001
-    from tests.cli.test_cli import run
+    from tests.gallery.conftest import run_cli as run
 
     env = {"FACEFIT_GALLERY": uri}
     blair, powell = lfw_people["Tony_Blair"], lfw_people["Colin_Powell"]
