@@ -101,7 +101,7 @@ def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_p
         if db.exists():
             try:
                 with sqlite3.connect(db, timeout=5) as c:
-                    persons = c.execute("SELECT COUNT(*) FROM persons").fetchone()[0]
+                    persons = c.execute("SELECT COUNT(*) FROM facefit_persons").fetchone()[0]
             except sqlite3.OperationalError:
                 persons = 0  # the schema is still being created
     assert proc.poll() is None, "enrolment finished before it could be killed"
@@ -109,10 +109,10 @@ def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_p
     proc.wait()
     with sqlite3.connect(db) as c:
         assert c.execute("PRAGMA integrity_check").fetchone()[0] == "ok"
-        counts = [n for (n,) in c.execute("SELECT COUNT(*) FROM faces GROUP BY person_id")]
+        counts = [n for (n,) in c.execute("SELECT COUNT(*) FROM facefit_faces GROUP BY person_id")]
     assert counts and set(counts) == {4} and len(counts) < len(lfw_people)  # whole persons only
     done = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert done.returncode == 0, done.stderr
     assert f"{4 * len(counts)} duplicate(s)" in done.stderr
     with sqlite3.connect(db) as c:
-        assert c.execute("SELECT COUNT(*) FROM faces").fetchone()[0] == 4 * len(lfw_people)
+        assert c.execute("SELECT COUNT(*) FROM facefit_faces").fetchone()[0] == 4 * len(lfw_people)

@@ -79,7 +79,7 @@ def test_revision_bumps_and_edits(tmp_path: Path) -> None:
     assert store.remove_person("Anna") == 2
     assert store.counts() == (0, 0)
     # Crops go with their faces: nothing of the removed persons is left in the file.
-    assert store.db.execute("SELECT COUNT(*) FROM crops").fetchone()[0] == 0
+    assert store.db.execute("SELECT COUNT(*) FROM facefit_crops").fetchone()[0] == 0
 
 
 def test_removed_bytes_do_not_linger_in_the_file(tmp_path: Path) -> None:

@@ -8,7 +8,9 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
+from typing import Annotated
 
+import typer
 from rich.console import Console
 
 
@@ -42,6 +44,15 @@ class Detector(enum.StrEnum):
     hog = "hog"
     mmod = "mmod"
     auto = "auto"
+
+
+# Options shared by the evaluation commands (eval, eval-1n).
+EvalDetectorOpt = Annotated[Detector, typer.Option("--detector", help="hog: dlib's pipeline; auto: hog, padded hog, "
+                                                                       "then mmod (finds more faces).")]
+WorkersOpt = Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")]
+CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Cache database (default: "
+                                                               "$FACEFIT_CACHE/eval-cache.sqlite).")]
+ReportOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace report files in an existing folder.")]
 
 
 def warn(message: str) -> None:

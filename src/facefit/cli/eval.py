@@ -7,7 +7,18 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, EvalMetric, err, info, out, progress_bar
+from facefit.cli.common import (
+    CacheOpt,
+    Detector,
+    EvalDetectorOpt,
+    EvalMetric,
+    ReportOverwriteOpt,
+    WorkersOpt,
+    err,
+    info,
+    out,
+    progress_bar,
+)
 
 
 def _labels(names: list[str]) -> list[str]:
@@ -38,13 +49,10 @@ def eval_command(
                                                                         "other folds' images (affects cosine).")]
     = False,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds for CSV files without a fold column.")] = 10,
-    detector: Annotated[Detector, typer.Option("--detector", help="hog: dlib's pipeline; auto: hog, padded hog, "
-                                                                   "then mmod (finds more faces).")] = Detector.hog,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Cache database (default: "
-                                                               "$FACEFIT_CACHE/eval-cache.sqlite).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace report files in an existing folder.")]
-    = False,
+    detector: EvalDetectorOpt = Detector.hog,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    overwrite: ReportOverwriteOpt = False,
 ) -> None:
     """Evaluate face verification on a pairs file: k-fold accuracy, VAL/TAR@FAR, AUC, EER, per subgroup.
 

@@ -8,7 +8,18 @@ from typing import TYPE_CHECKING, Annotated, Any
 
 import typer
 
-from facefit.cli.common import Detector, EvalMetric, err, info, out, progress_bar
+from facefit.cli.common import (
+    CacheOpt,
+    Detector,
+    EvalDetectorOpt,
+    EvalMetric,
+    ReportOverwriteOpt,
+    WorkersOpt,
+    err,
+    info,
+    out,
+    progress_bar,
+)
 
 if TYPE_CHECKING:  # only for type hints: importing them for real would slow down ``facefit --help``
     from facefit.eval.open_set import OpenSetRun
@@ -54,13 +65,10 @@ def eval_1n_command(
                                                                         "model (default: each model's own, "
                                                                         "dlib-resnet 0.6).",
                                                     show_default=False)] = None,
-    detector: Annotated[Detector, typer.Option("--detector", help="hog: dlib's pipeline; auto: hog, padded hog, "
-                                                                   "then mmod (finds more faces).")] = Detector.hog,
-    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
-    cache: Annotated[Path | None, typer.Option("--cache", help="Cache database (default: "
-                                                               "$FACEFIT_CACHE/eval-cache.sqlite).")] = None,
-    overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace report files in an existing folder.")]
-    = False,
+    detector: EvalDetectorOpt = Detector.hog,
+    workers: WorkersOpt = None,
+    cache: CacheOpt = None,
+    overwrite: ReportOverwriteOpt = False,
 ) -> None:
     """Evaluate open-set 1:N identification: rank-1/5, TPIR at FPIR 1e-2 and 1e-1, FPIR/TPIR at a fixed threshold.
 

@@ -19,7 +19,6 @@ from __future__ import annotations
 
 import json
 import threading
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
@@ -29,17 +28,10 @@ from urllib.parse import urlsplit, urlunsplit
 import numpy as np
 
 from facefit.errors import FacefitError
-from facefit.gallery.records import AddOutcome, FaceRecord, NewFace, PersonSummary, StoredCrop
+from facefit.gallery.records import Box, NewFace
 from facefit.gallery.search import search_vectors
-from facefit.gallery.store import (
-    ContractMismatchError,
-    GalleryError,
-    UnknownPersonError,
-    check_name,
-    crop_geometry,
-    same_face,
-    stored_crop,
-)
+from facefit.gallery.sql import SqlStore
+from facefit.gallery.store import ContractMismatchError, GalleryError, crop_geometry
 
 # Each entry upgrades the schema by one version; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -108,8 +100,11 @@ def _geometry(contract_json: str) -> tuple[int, str]:
     return int(data["embedding_dim"]), str(data.get("distance", "euclidean"))
 
 
-class PgVectorStore:
+
+class PgVectorStore(SqlStore):
     """A gallery in a PostgreSQL database with the pgvector extension (tables created on first use)."""
+
+    name_order = 'p.name COLLATE "C"'  # the byte order SQLite uses, whatever the database's locale
 
     def __init__(self, url: str, *, create: bool = True, ef_search: int = DEFAULT_EF_SEARCH) -> None:
         self.url = url
@@ -174,16 +169,16 @@ class PgVectorStore:
             self.db.execute(f"SELECT pg_advisory_xact_lock(hashtextextended({key}, 0))")
             yield
 
+
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
         with self._session():
-            return self.db.execute(sql, params).fetchall()
+            return self.db.execute(sql.replace("?", "%s"), params).fetchall()
 
-    def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
-        rows = self._rows(sql, params)
-        return rows[0] if rows else None
+    def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
+        return self.db.execute(sql.replace("?", "%s"), params)
 
-    def _bump(self) -> None:
-        self.db.execute("UPDATE facefit_meta SET value = (value::bigint + 1)::text WHERE key = 'revision'")
+    def _box(self, value: Any) -> Box:
+        return tuple(float(v) for v in value)
 
     def close(self) -> None:
         self.db.close()
@@ -232,79 +227,8 @@ class PgVectorStore:
         self.db.execute(f"DROP INDEX IF EXISTS {VEC_INDEX}")
         self.db.execute(f"CREATE INDEX {VEC_INDEX} ON facefit_faces USING hnsw ((vec::vector({dim})) vector_l2_ops)")
 
-    # -- reading -----------------------------------------------------------------------------------
-    def _meta(self, key: str) -> str | None:
-        row = self._one("SELECT value FROM facefit_meta WHERE key = %s", (key,))
-        return None if row is None else row[0]
-
-    def contract_json(self) -> str | None:
-        return self._meta("contract")
-
-    def revision(self) -> int:
-        return int(self._meta("revision") or 0)
-
-    def counts(self) -> tuple[int, int]:
-        row = self._one("SELECT (SELECT COUNT(*) FROM facefit_persons), (SELECT COUNT(*) FROM facefit_faces)")
-        return int(row[0]), int(row[1])
-
-    _FACE_COLUMNS = ("f.id, p.name, f.image_sha256, f.source, f.box, f.det_score, f.face_px, f.sharpness, "
-                     "f.detector, f.created, c.face_id IS NOT NULL")
-    _FACE_FROM = ("facefit_faces f JOIN facefit_persons p ON p.id = f.person_id "
-                  "LEFT JOIN facefit_crops c ON c.face_id = f.id")
-
-    @staticmethod
-    def _record(row: tuple) -> FaceRecord:
-        return FaceRecord(int(row[0]), row[1], row[2], row[3], tuple(float(v) for v in row[4]), float(row[5]),
-                          float(row[6]), float(row[7]), row[8], float(row[9]), bool(row[10]))
-
-    def find_faces(self, image_sha256: str) -> list[FaceRecord]:
-        rows = self._rows(f"SELECT {self._FACE_COLUMNS} FROM {self._FACE_FROM} WHERE f.image_sha256 = %s "
-                          f"ORDER BY f.id", (image_sha256,))
-        return [self._record(r) for r in rows]
-
-    def persons(self) -> list[PersonSummary]:
-        # COLLATE "C": the byte order SQLite uses, whatever the database's locale.
-        rows = self._rows(
-            "SELECT p.name, COUNT(f.id), p.created, p.updated FROM facefit_persons p "
-            "LEFT JOIN facefit_faces f ON f.person_id = p.id GROUP BY p.id ORDER BY p.name COLLATE \"C\"")
-        return [PersonSummary(r[0], int(r[1]), float(r[2]), float(r[3])) for r in rows]
-
-    def faces(self, person: str | None = None) -> list[FaceRecord]:
-        if person is None:
-            rows = self._rows(f"SELECT {self._FACE_COLUMNS} FROM {self._FACE_FROM} ORDER BY f.id")
-        else:
-            pid = self._person_id(person)
-            rows = self._rows(f"SELECT {self._FACE_COLUMNS} FROM {self._FACE_FROM} WHERE f.person_id = %s "
-                              f"ORDER BY f.id", (pid,))
-        return [self._record(r) for r in rows]
-
-    def _person_id(self, name: str) -> int:
-        row = self._one("SELECT id FROM facefit_persons WHERE name = %s", (name,))
-        if row is None:
-            raise UnknownPersonError(f"no person named {name!r} in the gallery {self.location}")
-        return int(row[0])
-
-    def vectors(self) -> tuple[np.ndarray, list[str], np.ndarray]:
-        rows = self._rows("SELECT f.id, p.name, f.embedding FROM facefit_faces f "
-                          "JOIN facefit_persons p ON p.id = f.person_id ORDER BY f.id")
-        if not rows:
-            return np.empty(0, np.int64), [], np.empty((0, 0), np.float32)
-        ids = np.fromiter((r[0] for r in rows), np.int64, len(rows))
-        emb = np.stack([np.frombuffer(r[2], np.float32) for r in rows])
-        return ids, [r[1] for r in rows], emb
-
-    def crops(self) -> Iterator[StoredCrop]:
-        rows = self._rows("SELECT f.id, c.jpeg, c.geometry FROM facefit_faces f "
-                          "LEFT JOIN facefit_crops c ON c.face_id = f.id ORDER BY f.id")
-        for fid, jpeg, geometry in rows:
-            yield stored_crop(int(fid), jpeg, geometry)
 
     # -- native search -----------------------------------------------------------------------------
-    def face_persons(self) -> tuple[np.ndarray, list[str]]:
-        rows = self._rows("SELECT f.id, p.name FROM facefit_faces f JOIN facefit_persons p ON p.id = f.person_id "
-                          "ORDER BY f.id")
-        return np.fromiter((r[0] for r in rows), np.int64, len(rows)), [r[1] for r in rows]
-
     def search_faces(self, queries: np.ndarray, k: int, normalized: bool) -> tuple[np.ndarray, np.ndarray]:
         """The ``k`` nearest faces of each search vector: (squared L2 float32, face ids int64), padded inf / -1."""
         q = np.ascontiguousarray(np.atleast_2d(queries), np.float32)
@@ -337,6 +261,7 @@ class PgVectorStore:
             d2[qi, col] = d * d  # pgvector's <-> is the L2 distance, callers want it squared
         return d2, ids
 
+
     # -- writing -----------------------------------------------------------------------------------
     def _bind_contract(self, contract_json: str, contract_id: str) -> tuple[int, str]:
         """Bind an unbound gallery to this contract, or check it is the bound one; (dim, metric) of the stored."""
@@ -353,71 +278,22 @@ class PgVectorStore:
                 f"or re-embed the gallery first: facefit gallery reembed --model MODEL")
         return _geometry(current[0])
 
-    def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str) -> AddOutcome:
-        name = check_name(person)
-        outcome = AddOutcome()
-        now = time.time()
-        with self._write():
-            dim, metric = self._bind_contract(contract_json, contract_id)
-            row = self.db.execute("SELECT id FROM facefit_persons WHERE name = %s", (name,)).fetchone()
-            pid = int(row[0]) if row else None
-            for face in faces:
-                # Checked under the write lock so two servers adding the same photo store it once.
-                dup = next((f for f in self.find_faces(face.image_sha256) if same_face(f.box, face.box)), None)
-                if dup is not None:
-                    outcome.duplicates.append((face, dup.person, dup.id))
-                    continue
-                emb = np.ascontiguousarray(face.embedding, np.float32).reshape(-1)
-                if emb.size != dim:
-                    raise GalleryError(f"{face.source}: embedding has {emb.size} values; the gallery's model "
-                                       f"makes {dim}")
-                if pid is None:
-                    pid = int(self.db.execute("INSERT INTO facefit_persons (name, created, updated) "
-                                              "VALUES (%s, %s, %s) RETURNING id", (name, now, now)).fetchone()[0])
-                fid = int(self.db.execute(
-                    "INSERT INTO facefit_faces (person_id, image_sha256, source, box, det_score, face_px, sharpness, "
-                    "detector, created, contract_id, embedding, vec) "
-                    "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
-                    (pid, face.image_sha256, face.source, [round(float(v), 2) for v in face.box],
-                     float(face.det_score), float(face.face_px), float(face.sharpness), face.detector, now,
-                     contract_id, emb.tobytes(), search_vectors(emb, metric)[0])).fetchone()[0])
-                if face.crop_jpeg is not None:
-                    self.db.execute("INSERT INTO facefit_crops VALUES (%s, %s, %s)",
-                                    (fid, face.crop_jpeg, crop_geometry(face)))
-                outcome.added.append(fid)
-            if outcome.added:
-                self.db.execute("UPDATE facefit_persons SET updated = %s WHERE id = %s", (now, pid))
-                self._bump()
-        return outcome
 
-    def rename(self, old: str, new: str) -> None:
-        new = check_name(new)
-        with self._write():
-            pid = self._person_id(old)
-            if self.db.execute("SELECT 1 FROM facefit_persons WHERE name = %s", (new,)).fetchone():
-                raise GalleryError(f"there is already a person named {new!r}; remove or rename them first")
-            self.db.execute("UPDATE facefit_persons SET name = %s, updated = %s WHERE id = %s", (new, time.time(), pid))
-            self._bump()
-
-    def remove_person(self, name: str) -> int:
-        with self._write():
-            pid = self._person_id(name)
-            n = self.db.execute("SELECT COUNT(*) FROM facefit_faces WHERE person_id = %s", (pid,)).fetchone()[0]
-            self.db.execute("DELETE FROM facefit_persons WHERE id = %s", (pid,))  # faces and crops cascade
-            self._bump()
-        return int(n)
-
-    def remove_face(self, face_id: int) -> str:
-        with self._write():
-            row = self.db.execute("SELECT p.id, p.name FROM facefit_faces f JOIN facefit_persons p "
-                                  "ON p.id = f.person_id WHERE f.id = %s", (int(face_id),)).fetchone()
-            if row is None:
-                raise GalleryError(f"no face with id {face_id} in the gallery {self.location}")
-            self.db.execute("DELETE FROM facefit_faces WHERE id = %s", (int(face_id),))
-            if not self.db.execute("SELECT 1 FROM facefit_faces WHERE person_id = %s", (row[0],)).fetchone():
-                self.db.execute("DELETE FROM facefit_persons WHERE id = %s", (row[0],))
-            self._bump()
-        return str(row[1])
+    def _insert_face(self, pid: int, face: NewFace, contract_id: str, now: float, bound: Any) -> int:
+        dim, metric = bound
+        emb = np.ascontiguousarray(face.embedding, np.float32).reshape(-1)
+        if emb.size != dim:
+            raise GalleryError(f"{face.source}: embedding has {emb.size} values; the gallery's model makes {dim}")
+        fid = int(self.db.execute(
+            "INSERT INTO facefit_faces (person_id, image_sha256, source, box, det_score, face_px, sharpness, "
+            "detector, created, contract_id, embedding, vec) "
+            "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
+            (pid, face.image_sha256, face.source, [round(float(v), 2) for v in face.box],
+             float(face.det_score), float(face.face_px), float(face.sharpness), face.detector, now,
+             contract_id, emb.tobytes(), search_vectors(emb, metric)[0])).fetchone()[0])
+        if face.crop_jpeg is not None:
+            self.db.execute("INSERT INTO facefit_crops VALUES (%s, %s, %s)", (fid, face.crop_jpeg, crop_geometry(face)))
+        return fid
 
     def replace_embeddings(self, contract_json: str, contract_id: str, ids: np.ndarray,
                            embeddings: np.ndarray) -> None:
@@ -428,21 +304,15 @@ class PgVectorStore:
                                f"the new model makes {dim}-D embeddings")
         vecs = search_vectors(emb, metric) if len(emb) else emb
         with self._write():
-            stored = {int(r[0]) for r in self.db.execute("SELECT id FROM facefit_faces")}
-            given = {int(i) for i in ids}
-            if stored != given:
-                raise GalleryError(f"{self.location} changed during re-embedding ({len(stored ^ given)} faces "
-                                   f"differ); run it again")
+            self._check_same_faces(ids)
             # Drop the index first: one bulk build afterwards beats updating the graph row by row.
             self.db.execute(f"DROP INDEX IF EXISTS {VEC_INDEX}")
             with self.db.cursor() as cur:
                 cur.executemany("UPDATE facefit_faces SET embedding = %s, vec = %s, contract_id = %s WHERE id = %s",
                                 [(np.ascontiguousarray(e).tobytes(), v, contract_id, int(i))
                                  for i, e, v in zip(ids, emb, vecs)])
-            self.db.execute("INSERT INTO facefit_meta VALUES ('contract', %s) "
-                            "ON CONFLICT (key) DO UPDATE SET value = EXCLUDED.value", (contract_json,))
             self._build_index(dim)
-            self._bump()
+            self._mark_reembedded(contract_json)
 
 
 def _why(exc: BaseException) -> str:
