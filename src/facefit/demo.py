@@ -117,9 +117,11 @@ def _finetune(data: Path, run_dir: Path, minutes: float, out: Console, workers: 
     cfg = load_config(overrides={"data.train": [str(data / "kfamily" / "train")], "optim.time_budget_min": minutes,
                                  "workers": workers})
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run folder from an earlier demo
-    out.print(f"\n[bold]7. fine-tune[/bold] dlib-resnet on {data / 'kfamily' / 'train'} with the default recipe "
-              f"(as `facefit train DATA --base dlib-resnet --out RUN --time-budget {minutes:g}`): held-out persons "
-              f"pick the best epoch; the validation pairs are not seen", markup=False)
+    from rich.markup import escape
+
+    out.print(f"\n[bold]7. fine-tune[/bold] dlib-resnet on {escape(str(data / 'kfamily' / 'train'))} with the default "
+              f"recipe (as `facefit train DATA --base dlib-resnet --out RUN --time-budget {minutes:g}`): held-out "
+              f"persons pick the best epoch; the validation pairs are not seen")
     result = train(cfg, run_dir, progress=progress, log=lambda line: out.print("   " + line, markup=False),
                    command=f"facefit train {data / 'kfamily' / 'train'} --out {run_dir} --time-budget {minutes:g}")
     out.print(f"   trained {result.steps} steps ({result.epochs} epochs) at {result.images_per_s:.0f} img/s; "
