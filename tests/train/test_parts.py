@@ -154,7 +154,7 @@ def test_l2sp_and_freezing() -> None:
     assert float(reg(m).detach()) == 0.0
     with torch.no_grad():
         m.fc.weight.add_(0.5)
-    assert float(reg(m)) == pytest.approx(0.25 * m.fc.weight.numel(), rel=1e-4)
+    assert float(reg(m).detach()) == pytest.approx(0.25 * m.fc.weight.numel(), rel=1e-4)
     n = freeze_stages(m, 2)  # stem + first residual stage
     expected = sum(p.numel() for p in m.stem_conv.parameters()) + sum(p.numel() for p in m.stem_aff.parameters()) \
         + sum(p.numel() for p in m.stages[0].parameters())
