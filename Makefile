@@ -4,7 +4,7 @@ VENV := .venv
 BIN := $(VENV)/bin
 STAMP := $(VENV)/.facefit-installed
 
-.PHONY: demo demo-full test install lint bench clean
+.PHONY: demo demo-full test test-slow test-all install lint bench clean
 
 $(STAMP): pyproject.toml constraints.txt
 	test -x $(BIN)/python || $(PYTHON) -m venv $(VENV)
@@ -20,7 +20,14 @@ demo: $(STAMP)
 demo-full: $(STAMP)
 	$(BIN)/facefit demo --train-minutes 30 $(DEMO_ARGS)
 
+# The everyday suite (under 10 minutes on 2 cores); CI also runs the slow tests.
 test: $(STAMP)
+	$(BIN)/python -m pytest -q -m "not slow" $(PYTEST_ARGS)
+
+test-slow: $(STAMP)
+	$(BIN)/python -m pytest -q -m slow $(PYTEST_ARGS)
+
+test-all: $(STAMP)
 	$(BIN)/python -m pytest -q $(PYTEST_ARGS)
 
 lint: $(STAMP)

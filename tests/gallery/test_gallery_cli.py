@@ -82,7 +82,6 @@ def test_bad_input_gives_one_line_errors(env: dict, lfw_people, tmp_path: Path) 
     assert "is a folder" in one_line_error(folder_as_db)
 
 
-@pytest.mark.slow
 def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_people) -> None:  # noqa: ANN001
     root = tmp_path / "people"
     for name, files in lfw_people.items():

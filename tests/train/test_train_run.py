@@ -121,6 +121,7 @@ def _set_args(tiny: Path) -> list[str]:
     return out
 
 
+@pytest.mark.slow
 def test_killed_run_resumes_exactly(tiny: Path, tmp_path: Path) -> None:
     """SIGKILL after the first epoch, resume: the result equals the uninterrupted run's."""
     whole, broken = tmp_path / "whole", tmp_path / "broken"
