@@ -115,3 +115,21 @@ def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_p
     assert f"{4 * len(counts)} duplicate(s)" in done.stderr
     with sqlite3.connect(db) as c:
         assert c.execute("SELECT COUNT(*) FROM facefit_faces").fetchone()[0] == 4 * len(lfw_people)
+
+
+def test_the_gallery_remembers_a_model_given_by_path(env: dict, lfw_people, tmp_path: Path) -> None:  # noqa: ANN001
+    import torch
+
+    from facefit import create_model, save_model
+
+    torch.manual_seed(0)
+    save_model(create_model("dlib-resnet", pretrained=False), tmp_path / "my-model")
+    blair = lfw_people["Tony_Blair"]
+    assert run("gallery", "add", "Tony Blair", blair[0], "--model", tmp_path / "my-model", env=env).returncode == 0
+    found = run("identify", "--json", "--threshold", "10", blair[0], env=env)  # no --model: the remembered one
+    assert found.returncode == 0 and json.loads(found.stdout)["name"] == "Tony Blair"
+    (tmp_path / "my-model").rename(tmp_path / "moved")
+    lost = run("identify", blair[0], env=env)
+    assert "pass that model with --model PATH" in one_line_error(lost)
+    again = run("identify", "--json", "--threshold", "10", "--model", tmp_path / "moved", blair[0], env=env)
+    assert json.loads(again.stdout)["name"] == "Tony Blair"

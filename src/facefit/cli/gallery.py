@@ -38,21 +38,38 @@ def open_gallery(location: str | None, *, create: bool = False, **settings):  # 
 
 def gallery_model(gallery, model: str | None):  # noqa: ANN001, ANN201
     """The model to embed with: the one asked for, else the one the gallery's embeddings were made with."""
-    from facefit.errors import UsageError
+    from facefit.errors import FacefitError, UsageError
     from facefit.models import create_model
-    from facefit.models.registry import is_registered
 
     if model is not None:
         return create_model(model)
     contract = gallery.contract
     if contract is None:
         return create_model("dlib-resnet")
-    if contract.name and is_registered(contract.name):
-        net = create_model(contract.name)
+    for ref in (gallery.store.model_ref(), contract.name):
+        if not ref:
+            continue
+        try:
+            net = create_model(ref)
+        except FacefitError:
+            continue  # moved or deleted since: the error below says what to do
         if net.contract.id == contract.id:
             return net
     raise UsageError(f"the gallery's embeddings were made with {contract.name or contract.architecture} "
                      f"({contract.id}); pass that model with --model PATH")
+
+
+def remember_model(gallery, model: str | None) -> None:  # noqa: ANN001
+    """Record where an explicitly given model lives, so later commands find it without --model."""
+    import os
+    from pathlib import Path
+
+    from facefit.models.registry import is_registered
+
+    if model is None or gallery.contract is None:
+        return
+    ref = model if is_registered(model) else os.path.abspath(Path(model).expanduser())
+    gallery.store.set_model_ref(ref)
 
 
 def resolve_threshold(g, net, threshold: float | None, threshold_from: Path | None) -> tuple[float, str]:  # noqa: ANN001
@@ -119,6 +136,7 @@ def add(
         with progress_bar(f"enrolling {name}", total=len(found.files)) as bar:
             report = g.add(name, found.files, net, detector=detector.value, face=choice,
                            keep_crops=not no_crops, on_image=bar.advance)
+        remember_model(g, model)
         report.skipped = [str(p) for p in found.skipped]
         _report(report, "photos")
 
@@ -148,6 +166,7 @@ def add_folder(
         with progress_bar("enrolling", total=n_images) as bar:
             report = g.add_folder(root, net, detector=detector.value, face=choice, keep_crops=not no_crops,
                                   on_image=bar.advance)
+        remember_model(g, model)
         _report(report, "photos")
 
 
@@ -295,6 +314,7 @@ def reembed(model: Annotated[str, typer.Option("--model", "-m", help="The new mo
         total = g.store.counts()[1]
         with progress_bar("re-embedding", total=total) as bar:
             n = g.reembed(net, on_face=bar.advance)
+        remember_model(g, model)
     info(f"re-embedded {n} face(s) with {net.contract.id}")
     if n == 0:
         err.print("facefit: warning: the gallery is empty", markup=False)

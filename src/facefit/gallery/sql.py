@@ -76,6 +76,15 @@ class SqlStore:
         """The revision of the last ``replace_embeddings``: indexes older than this hold outdated vectors."""
         return int(self._meta("vectors_revision") or 0)
 
+    def model_ref(self) -> str | None:
+        """Where the model of the stored embeddings was loaded from (a registered name or a path), if known."""
+        return self._meta("model_ref")
+
+    def set_model_ref(self, ref: str) -> None:
+        with self._write():
+            self._exec("DELETE FROM facefit_meta WHERE key = 'model_ref'")
+            self._exec("INSERT INTO facefit_meta VALUES ('model_ref', ?)", (ref,))
+
     def counts(self) -> tuple[int, int]:
         row = self._one("SELECT (SELECT COUNT(*) FROM facefit_persons), (SELECT COUNT(*) FROM facefit_faces)")
         return int(row[0]), int(row[1])

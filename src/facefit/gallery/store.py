@@ -43,6 +43,11 @@ class GalleryStore(Protocol):
 
     def revision(self) -> int: ...
 
+    def model_ref(self) -> str | None:
+        """Where the stored embeddings' model was loaded from (a registered name or a path), if recorded."""
+
+    def set_model_ref(self, ref: str) -> None: ...
+
     def counts(self) -> tuple[int, int]:
         """(persons, faces)."""
 
