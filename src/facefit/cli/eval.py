@@ -61,22 +61,18 @@ def eval_command(
     on the same data only re-embeds. Thresholds are distances (accept when
     distance <= threshold) and can be reused with --threshold-from.
     """
-    import os
     import shlex
-    import shutil
     import sys
-    import tempfile
 
     from facefit.data.pairs import read_pairs
-    from facefit.errors import OutputExistsError
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
     from facefit.io.assets import cache_dir
     from facefit.io.cache import EvalCache
+    from facefit.io.files import check_report_dir, write_report_dir
     from facefit.models import create_model
 
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
-        raise OutputExistsError(out_dir)
+    check_report_dir(out_dir, overwrite)
     if subtract_mean and metric is EvalMetric.euclidean:
         info("note: --subtract-mean changes nothing with --metric euclidean (distances are shift-invariant); "
              "it matters with --metric cosine")
@@ -91,15 +87,8 @@ def eval_command(
          f"models: {', '.join(lb for lb, _ in models)}")
     with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
         run = evaluate(pair_set, models, options, store, progress=progress_bar)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        doc = write_report(run, tmp, command="facefit eval " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else []))
-        out_dir.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, out_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    command = "facefit eval " + shlex.join(sys.argv[2:])
+    doc = write_report_dir(out_dir, lambda tmp: write_report(run, tmp, command=command))
     _print_summary(doc, run)
     err.print(f"report written to {out_dir}/ (metrics.json, report.md, scores.csv, roc.png, scores.png)",
               markup=False)

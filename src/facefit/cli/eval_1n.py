@@ -78,25 +78,21 @@ def eval_1n_command(
     metrics_1n.json, report_1n.md and det.png to OUT. Detections and
     embeddings share facefit eval's cache, so a re-run is fast.
     """
-    import os
     import shlex
-    import shutil
     import sys
-    import tempfile
 
     from facefit.cli.eval import _labels
     from facefit.cli.pairs import _report_scan
     from facefit.data.folders import IdentityFolders
-    from facefit.errors import OutputExistsError
     from facefit.eval.open_set import ProtocolOptions, evaluate_open_set, make_protocol
     from facefit.eval.report_1n import write_report_1n
     from facefit.eval.run import EvalOptions
     from facefit.io.assets import cache_dir
     from facefit.io.cache import EvalCache
+    from facefit.io.files import check_report_dir, write_report_dir
     from facefit.models import create_model
 
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
-        raise OutputExistsError(out_dir)
+    check_report_dir(out_dir, overwrite)
     data = IdentityFolders.scan(root, metadata=metadata)
     _report_scan(data, metadata)
     protocol = make_protocol(data, ProtocolOptions(enrol=enrol, strangers=strangers, persons=persons,
@@ -114,16 +110,8 @@ def eval_1n_command(
     with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
         run = evaluate_open_set(data, protocol, models, options, store, aggregate=aggregate.value,
                                 threshold=threshold, progress=progress_bar)
-    out_dir.parent.mkdir(parents=True, exist_ok=True)
-    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
-    try:
-        command = "facefit eval-1n " + shlex.join(sys.argv[2:] if len(sys.argv) > 2 else [])
-        doc = write_report_1n(run, tmp, command=command)
-        out_dir.mkdir(exist_ok=True)
-        for f in tmp.iterdir():
-            os.replace(f, out_dir / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    command = "facefit eval-1n " + shlex.join(sys.argv[2:])
+    doc = write_report_dir(out_dir, lambda tmp: write_report_1n(run, tmp, command=command))
     _print_summary(doc, run)
     err.print(f"report written to {out_dir}/ (metrics_1n.json, report_1n.md, det.png)", markup=False)
 

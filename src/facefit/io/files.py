@@ -8,9 +8,12 @@ from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
+from typing import TypeVar
 
 from facefit.errors import OutputExistsError, UsageError
 from facefit.io.images import is_image_name
+
+T = TypeVar("T")
 
 
 @dataclass
@@ -90,3 +93,25 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
     """Run ``writer(tmp_path)`` and move the result into place atomically."""
     with atomic_path(path) as tmp:
         writer(tmp)
+
+
+def check_report_dir(out_dir: Path, overwrite: bool) -> None:
+    """A report folder may be new or empty; a non-empty one only with ``overwrite``."""
+    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
+        raise OutputExistsError(out_dir)
+
+
+def write_report_dir(out_dir: Path, writer: Callable[[Path], T]) -> T:
+    """Run ``writer(tmp_folder)`` beside ``out_dir``, then move its files in: a failure leaves no half report."""
+    import shutil
+
+    out_dir.parent.mkdir(parents=True, exist_ok=True)
+    tmp = Path(tempfile.mkdtemp(dir=out_dir.parent, prefix=f".{out_dir.name}.tmp-"))
+    try:
+        result = writer(tmp)
+        out_dir.mkdir(exist_ok=True)
+        for f in tmp.iterdir():
+            os.replace(f, out_dir / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+    return result
