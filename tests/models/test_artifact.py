@@ -51,3 +51,26 @@ def test_unreadable_description(tmp_path: Path) -> None:
     (tmp_path / "m" / META_FILE).write_text("{not json")
     with pytest.raises(WeightsNotFoundError, match="cannot read model description"):
         create_model(tmp_path / "m")
+
+
+def test_flip_average_contract(model, johns, tmp_path: Path) -> None:
+    from dataclasses import replace
+
+    from facefit.models.contract import EmbeddingContract
+
+    flipped = create_model("dlib-resnet")
+    flipped.contract = replace(flipped.contract, flip_average=True)
+    # the flag is part of the id, and only when set (earlier ids stay valid)
+    assert flipped.contract.id != model.contract.id
+    assert replace(flipped.contract, flip_average=False).id == model.contract.id
+    assert EmbeddingContract.from_json(flipped.contract.to_json()) == flipped.contract
+    chips = johns[0][:6]
+    got = flipped.embed(chips, batch_size=4)
+    want = (model.embed(chips) + model.embed(np.ascontiguousarray(chips[:, :, ::-1]))) / 2
+    np.testing.assert_allclose(got, want, atol=1e-5)
+    np.testing.assert_allclose(flipped.embed(np.ascontiguousarray(chips[:, :, ::-1])), got, atol=1e-5)
+    assert not np.allclose(got, model.embed(chips), atol=1e-3)
+    # the exported folder keeps the flag, so every consumer embeds the same way
+    loaded = create_model(save_model(flipped, tmp_path / "flip"))
+    assert loaded.contract.flip_average
+    np.testing.assert_allclose(loaded.embed(chips), got, atol=1e-5)

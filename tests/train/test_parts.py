@@ -75,8 +75,8 @@ def test_augment_is_seeded_and_in_range(johns) -> None:
 
 def test_each_augmentation_alone(johns) -> None:
     x = _faces(johns)
-    off = AugmentConfig(flip=False, brightness=0, contrast=0, gamma=0, saturation=0, hue=0, shift=0, scale=0,
-                        rotate=0, blur=0)
+    off = AugmentConfig(flip=False, brightness=0, contrast=0, gamma=0, saturation=0, hue=0, tint=0, greyscale=0,
+                        shift=0, scale=0, rotate=0, blur=0)
     assert torch.allclose(augment(x, off, torch.Generator().manual_seed(0)), x, atol=1e-3)
     flipped = augment(x, off.model_copy(update={"flip": True}), torch.Generator().manual_seed(0))
     for i in range(len(x)):  # each face is either itself or its mirror image
@@ -86,6 +86,41 @@ def test_each_augmentation_alone(johns) -> None:
     assert torch.allclose(hue, grey, atol=1e-2)  # rotating hue leaves grey pixels grey
     sat = augment(x, off.model_copy(update={"saturation": 1.0}), torch.Generator().manual_seed(0))
     assert not torch.allclose(sat, x, atol=1.0)
+    tinted = augment(grey, off.model_copy(update={"tint": 0.3}), torch.Generator().manual_seed(0))
+    assert not torch.allclose(tinted, grey, atol=1.0)  # a colour cast makes grey pixels coloured
+    assert abs(float(tinted.mean() - grey.mean())) < 0.05 * float(grey.mean())  # ... at the same brightness
+    bw = augment(x, off.model_copy(update={"greyscale": 1.0}), torch.Generator().manual_seed(0))
+    assert torch.allclose(bw[:, 0], bw[:, 1], atol=1e-3) and torch.allclose(bw[:, 1], bw[:, 2], atol=1e-3)
+
+
+def naive_colour(x: torch.Tensor, b: float, c: float, s: float, turns: float, tint: torch.Tensor) -> torch.Tensor:
+    """Brightness, contrast, saturation, hue and tint applied one after the other (0-1 RGB)."""
+    w = torch.tensor([0.299, 0.587, 0.114])
+    x = x * b
+    mean = (x * w.view(3, 1, 1)).sum(0).mean()
+    x = (x - mean) * c + mean
+    grey = (x * w.view(3, 1, 1)).sum(0, keepdim=True)
+    x = (x - grey) * s + grey
+    axis = torch.ones(3) / math.sqrt(3)
+    theta = turns * 2 * math.pi
+    flat = x.reshape(3, -1).T  # Rodrigues: v cos + (k x v) sin + k (k.v)(1 - cos)
+    rot = (flat * math.cos(theta) + torch.cross(axis.expand_as(flat), flat, dim=1) * math.sin(theta)
+           + axis * (flat @ axis)[:, None] * (1 - math.cos(theta)))
+    return rot.T.reshape(x.shape) * (tint / tint.mean()).view(3, 1, 1)
+
+
+def test_fused_colour_matches_step_by_step(johns) -> None:
+    x = _faces(johns)
+    cfg = AugmentConfig(flip=False, brightness=0.3, contrast=0.3, gamma=0, saturation=0.4, hue=0.1, tint=0.2,
+                        greyscale=0, shift=0, scale=0, rotate=0, blur=0)
+    got = augment(x, cfg, torch.Generator().manual_seed(5))
+    g = torch.Generator().manual_seed(5)  # the same draws, in augment's order
+    draws = [(torch.rand(len(x), generator=g) * 2 - 1) * spread for spread in (0.3, 0.3, 0.4, 0.1)]
+    tints = 1 + (torch.rand(len(x), 3, generator=g) * 2 - 1) * 0.2
+    for i in range(len(x)):
+        want = naive_colour(x[i] / 255, 1 + float(draws[0][i]), 1 + float(draws[1][i]), 1 + float(draws[2][i]),
+                            float(draws[3][i]), tints[i]).clamp(0, 1) * 255
+        assert torch.allclose(got[i], want, atol=0.05), i
 
 
 # --- losses ---------------------------------------------------------------------------------------------------
@@ -202,3 +237,32 @@ def test_relative_layer_lr_follows_weight_rms() -> None:
     assert next(g for g in groups if g["params"][0] is head.weight)["lr"] == pytest.approx(1e-2)
     flat = _param_groups(net, head, load_config(overrides={"optim.lr": 1e-3, "optim.layer_lr": "flat"}))
     assert flat[0]["lr"] == 1e-3 and len(flat[0]["params"]) == 3
+
+
+def test_weight_ema_against_a_running_average() -> None:
+    from facefit.train.ema import WeightEMA
+
+    torch.manual_seed(0)
+    net = torch.nn.Sequential(torch.nn.Linear(4, 3), torch.nn.Linear(3, 2))
+    net[0].bias.requires_grad_(False)  # frozen tensors are not averaged
+    start = {k: v.clone() for k, v in net.state_dict().items()}
+    ema = WeightEMA(net, 0.8)
+    opt = torch.optim.SGD([p for p in net.parameters() if p.requires_grad], lr=0.1)
+    want = {k: v.clone() for k, v in start.items()}
+    for _ in range(5):
+        opt.zero_grad()
+        net(torch.randn(8, 4)).pow(2).sum().backward()
+        opt.step()
+        ema.update(net)
+        for k, v in net.state_dict().items():
+            if k != "0.bias":
+                want[k] = 0.8 * want[k] + 0.2 * v
+    trained = {k: v.clone() for k, v in net.state_dict().items()}
+    with ema.swapped_in(net):
+        for k, v in net.state_dict().items():
+            assert torch.allclose(v, want[k] if k != "0.bias" else start[k], atol=1e-6), k
+    for k, v in net.state_dict().items():  # the trained weights are back
+        assert torch.equal(v, trained[k]), k
+    again = WeightEMA(net, 0.8)
+    again.load_state_dict(ema.state_dict())
+    assert all(torch.equal(a, b) for a, b in zip(again.shadow, ema.shadow))

@@ -116,7 +116,7 @@ def _launch(args: list[str], env: dict | None = None) -> subprocess.Popen:
 
 def _set_args(tiny: Path) -> list[str]:
     out = [str(tiny)]
-    for k, v in FAST.items():
+    for k, v in {**FAST, "optim.ema": 0.9}.items():  # the weight average must resume exactly too
         out += ["--set", f"{k}={'null' if v is None else v}"]
     return out
 
@@ -149,6 +149,9 @@ def test_killed_run_resumes_exactly(tiny: Path, tmp_path: Path) -> None:
     b = torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["model"]
     for k in a:
         assert torch.allclose(a[k], b[k], atol=1e-5), k
+    ema_a = torch.load(whole / "checkpoints" / "last.pt", weights_only=False)["ema"]
+    ema_b = torch.load(broken / "checkpoints" / "last.pt", weights_only=False)["ema"]
+    assert ema_a.keys() == ema_b.keys() and all(torch.allclose(ema_a[k], ema_b[k], atol=1e-5) for k in ema_a)
     assert (broken / "log.csv").read_text().count("\n") == 4  # the redone epochs are not logged twice
     proc = _launch(["--resume", str(broken), "--set", "optim.lr=0.1"])
     out = proc.communicate(timeout=120)[0]

@@ -66,7 +66,7 @@ def compare(
             raise typer.BadParameter(f"{threshold_from} was calibrated with --metric {cal.metric}; "
                                      f"use the same metric", param_hint="--threshold-from")
         threshold = cal.threshold
-        if cal.flip or cal.subtract_mean:
+        if (cal.flip and not net.contract.flip_average) or cal.subtract_mean:
             err.print("facefit: warning: that threshold was calibrated with --flip/--subtract-mean, which compare "
                       "does not apply; it may be off", markup=False)
         err.print(f"threshold {threshold:.4f} ({cal.kind}) from {cal.source}", markup=False)

@@ -157,7 +157,8 @@ def report_markdown(doc: dict[str, Any]) -> str:
         out.append("")
     for lb in labels:
         m = doc["models"][lb]
-        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance", ""]
+        flip = ", test-time flip (the model's own)" if m["contract"].get("flip_average") else ""
+        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance{flip}", ""]
         rows = [("**total**", m["total"])] + sorted(m["subgroups"].items())
         out += _table(rows)
         notes = m["total"].get("notes") or []

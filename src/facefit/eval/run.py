@@ -82,6 +82,11 @@ class EvalRun:
     seconds: dict[str, float]
 
 
+def _wants_flip(contract: EmbeddingContract, options: EvalOptions) -> bool:
+    """Whether to embed mirror images too: a flip-average model's own embedding already includes them."""
+    return options.flip and not contract.flip_average
+
+
 def _emb_key(contract: EmbeddingContract, det_key: str, provenance: str, flipped: bool) -> str:
     return f"{contract.id}|{det_key}|{provenance}|{'flip' if flipped else 'orig'}"
 
@@ -107,7 +112,7 @@ class _Embedder:
             _, model = self.models[k]
             chips = np.stack([c for _, _, c in items])
             variants = [(False, chips)]
-            if self.options.flip:
+            if _wants_flip(model.contract, self.options):
                 variants.append((True, np.ascontiguousarray(chips[:, :, ::-1])))
             for flipped, batch in variants:
                 emb = model.embed(batch, batch_size=self.options.batch_size)
@@ -163,7 +168,7 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
                     by_key.setdefault(prov, []).append(p)
             for prov, paths in by_key.items():
                 keys = [_emb_key(m.contract, det_key, prov, False)] + \
-                    ([_emb_key(m.contract, det_key, prov, True)] if options.flip else [])
+                    ([_emb_key(m.contract, det_key, prov, True)] if _wants_flip(m.contract, options) else [])
                 have = [cache.get_embeddings([sha[p] for p in paths], k) for k in keys]
                 need += [p for p in paths if not all(sha[p] in h for h in have)]
             out.append(need)
@@ -315,11 +320,12 @@ def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDete
     for prov, paths in by_key.items():
         shas = [sha[p] for p in paths]
         orig = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, False))
-        flip = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, True)) if options.flip else {}
+        mirror = _wants_flip(contract, options)
+        flip = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, True)) if mirror else {}
         for p in paths:
-            if sha[p] not in orig or (options.flip and sha[p] not in flip):
+            if sha[p] not in orig or (mirror and sha[p] not in flip):
                 raise RuntimeError(f"{p}: embedding missing from the cache after embedding")  # a bug, not input
-            out[p] = (orig[sha[p]] + flip[sha[p]]) / 2 if options.flip else orig[sha[p]]
+            out[p] = (orig[sha[p]] + flip[sha[p]]) / 2 if mirror else orig[sha[p]]
     return out
 
 

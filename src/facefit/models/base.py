@@ -110,6 +110,8 @@ class FaceEmbedder(nn.Module):
     ) -> np.ndarray:
         """Embed aligned uint8 RGB chips (N, H, W, 3); returns float32 (N, D) raw outputs.
 
+        Under a ``flip_average`` contract each output is the mean of the chip's and its mirror's.
+
         ``on_batch(n)`` is called after each batch with its size (for progress bars).
         """
         if batch_size < 1:
@@ -118,12 +120,17 @@ class FaceEmbedder(nn.Module):
         out = np.empty((len(arr), self.embedding_dim), dtype=np.float32)
         net = self._inference_net()
         channels_last = self._mean.device.type == "cpu"
+        flip = self.contract.flip_average
         for start in range(0, len(arr), batch_size):
             batch = torch.from_numpy(arr[start : start + batch_size])
+            n = len(batch)
             x = self.preprocess(batch)
+            if flip:
+                x = torch.cat([x, x.flip(3)])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            out[start : start + len(batch)] = net(x).float().cpu().numpy()
+            y = net(x).float()
+            out[start : start + n] = ((y[:n] + y[n:]) / 2 if flip else y).cpu().numpy()
             if on_batch is not None:
                 on_batch(len(batch))
         return out

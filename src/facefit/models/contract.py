@@ -34,6 +34,9 @@ class EmbeddingContract:
     normalized: bool  # whether the model's raw output is L2-normalised
     weights_sha256: str | None  # digest of the weight file; None for random init
     preprocess_version: int = PREPROCESS_VERSION
+    # Each face's embedding is the mean of the chip's and its mirror image's (test-time flip): a
+    # mirror-symmetric embedding, at twice the cost.
+    flip_average: bool = False
     # Metadata below does not change the embedding, so it is not part of the id.
     name: str = field(default="", compare=False)
     distance: str = field(default="euclidean", compare=False)  # the model's native metric
@@ -58,6 +61,8 @@ class EmbeddingContract:
         """A short, stable id derived from the fields that shape the embedding."""
         data = asdict(self)
         payload = {k: data[k] for k in self._ID_FIELDS}
+        if self.flip_average:  # only when set, so the ids of every earlier contract stay as they were
+            payload["flip_average"] = True
         blob = json.dumps(payload, sort_keys=True, separators=(",", ":"), default=list)
         digest = hashlib.sha256(blob.encode()).hexdigest()[:16]
         return f"{self.architecture}:{digest}"

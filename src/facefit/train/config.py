@@ -51,6 +51,9 @@ class AugmentConfig(_Section):
     gamma: float = Field(0.2, ge=0, le=1)
     saturation: float = Field(0.2, ge=0, le=1)
     hue: float = Field(0.02, ge=0, le=0.5, description="fraction of a full hue turn")
+    tint: float = Field(0.1, ge=0, le=0.5, description="per-channel gain spread: the colour casts of faded "
+                                                       "prints and white balance")
+    greyscale: float = Field(0.05, ge=0, le=1, description="probability of a black-and-white image")
     shift: float = Field(4.0, ge=0, description="pixels")
     scale: float = Field(0.05, ge=0, lt=0.5)
     rotate: float = Field(5.0, ge=0, le=45, description="degrees")
@@ -80,6 +83,8 @@ class OptimConfig(_Section):
     time_budget_min: float | None = Field(30.0, gt=0, description="stop (and plan the schedule) within this")
     clip_grad: float | None = Field(5.0, gt=0)
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU)")
+    ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, "
+                                                    "which is then validated and exported (0: off)")
 
 
 class GuardConfig(_Section):
@@ -95,6 +100,8 @@ class TrainConfig(_Section):
     pretrained: bool = Field(True, description="start from the base's pretrained weights; false trains a "
                                                "registered architecture from random weights")
     standardize: bool = Field(True, description="function-preserving re-standardisation before training")
+    flip_average: bool = Field(True, description="the model embeds each face as the mean of the chip's and its "
+                                                 "mirror image's embeddings (validation and the exported model)")
     data: DataConfig = DataConfig()
     augment: AugmentConfig = AugmentConfig()
     loss: LossConfig = LossConfig()

@@ -11,13 +11,14 @@ epoch left it.
 
 from __future__ import annotations
 
+import contextlib
 import copy
 import json
 import math
 import subprocess
 import time
 from collections.abc import Callable
-from dataclasses import dataclass
+from dataclasses import dataclass, replace
 from datetime import UTC, datetime
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
     from facefit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
     from facefit.train.data import prepare_data
     from facefit.train.distributed import Dist
+    from facefit.train.ema import WeightEMA
     from facefit.train.export import export_model
     from facefit.train.guard import L2SP, distillation_loss, freeze_stages
     from facefit.train.logs import TrainLog
@@ -191,6 +193,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
     ckpt_dir = run_dir / CKPT_DIR
 
     model = create_model(cfg.base, pretrained=cfg.pretrained)
+    if cfg.flip_average:  # validation, calibration and the exported model all embed this way
+        model.contract = replace(model.contract, flip_average=True)
     recipe = model.contract.align
     with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
         for turn in (0, 1):  # rank 0 detects and caches first; the others then read the cache
@@ -253,6 +257,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
         step_module = nn.parallel.DistributedDataParallel(
             step_module, device_ids=[dist.local_rank] if device.startswith("cuda") else None)
     optimizer = torch.optim.AdamW(_param_groups(model, loss_fn, cfg))
+    ema = WeightEMA(model, cfg.optim.ema) if cfg.optim.ema else None
     o = cfg.optim
     batch = min(o.batch_size, len(train_set))
     pk = o.images_per_person if cfg.loss.kind == "triplet" else None
@@ -277,6 +282,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
         start_epoch, step, elapsed_before = state["epoch"], state["step"], state["elapsed"]
         best, best_epoch, stale = state["best"], state["best_epoch"], state["stale"]
         best_metrics, planned = state["best_metrics"], True
+        if ema is not None:
+            ema.load_state_dict(state["ema"])
         set_rng_state(state["rng"])
         log_.truncate(start_epoch)
         log(f"resuming {run_dir} after epoch {start_epoch} (step {step} of {schedule.total})")
@@ -293,6 +300,16 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
     epoch = start_epoch
     trainable = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
     while not finished and epoch < o.epochs and step < schedule.total:
+        if budget and state is None and epoch in (1, 2):
+            # Re-plan from whole epochs, validation included: a plan made from 12 steps on a busy machine
+            # can be far off in either direction.
+            spent = time.perf_counter() - t0
+            fit = step + int(max(0.0, budget * 0.93 - spent) * step / spent)
+            fit -= fit % steps_per_epoch  # end on a whole epoch, not on a stub of a few steps
+            schedule.total = dist.broadcast_int(min(o.epochs * steps_per_epoch, max(step + 1, fit)))
+            if dist.main:
+                log(f"time budget {o.time_budget_min:g} min: re-planned to {schedule.total} steps "
+                    f"({schedule.total / steps_per_epoch:.1f} epochs) from {step * batch / spent:.0f} img/s")
         order = _epoch_order(train_set.labels, epoch, cfg.seed, pk)
         gen = torch.Generator().manual_seed(cfg.seed * 1_000_003 + epoch * 101 + dist.rank)
         model.train()
@@ -336,6 +353,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
                 scaler.step(optimizer)
                 scaler.update()
                 scheduler.step()
+                if ema is not None:
+                    ema.update(model)
                 step += 1
                 n_steps += 1
                 images_seen += len(idx) * dist.world
@@ -363,20 +382,22 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
                                "images_per_s": round(n_steps * batch / max(1e-9, time.perf_counter() - t_epoch), 1)}
         row.update({k: v / max(1, n_steps) for k, v in sums.items()})
         if dist.main:
-            metrics = validator(model, cfg.distance) if validator else {}
-            row["val_loss"] = prototype_loss(model, val_set.chips, val_set.labels) if val_set else float("nan")
-            row.update({k: metrics.get(k) for k in ("accuracy", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3",
-                                                    "threshold")})
-            value = row["val_loss"] if cfg.select_metric == "val_loss" else metrics.get(cfg.select_metric, math.nan)
-            if value is None:
-                value = math.nan
-            if not (validator or val_set) or _better(value, best, cfg.select_metric):
-                best = value if math.isfinite(value) else best
-                best_epoch, best_metrics, stale = epoch_done, metrics, 0
-                save_checkpoint(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch_done,
-                                                       "metrics": metrics})
-            else:
-                stale += 1
+            averaged = ema.swapped_in(model) if ema is not None else contextlib.nullcontext()
+            with averaged:  # validation, selection and best.pt see the averaged weights
+                metrics = validator(model, cfg.distance) if validator else {}
+                row["val_loss"] = prototype_loss(model, val_set.chips, val_set.labels) if val_set else float("nan")
+                row.update({k: metrics.get(k) for k in ("accuracy", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3",
+                                                        "threshold")})
+                value = row["val_loss"] if cfg.select_metric == "val_loss" else metrics.get(cfg.select_metric, math.nan)
+                if value is None:
+                    value = math.nan
+                if not (validator or val_set) or _better(value, best, cfg.select_metric):
+                    best = value if math.isfinite(value) else best
+                    best_epoch, best_metrics, stale = epoch_done, metrics, 0
+                    save_checkpoint(ckpt_dir / "best.pt", {"model": model.state_dict(), "epoch": epoch_done,
+                                                           "metrics": metrics})
+                else:
+                    stale += 1
             log_.add(row)
             log_.plot(run_dir / "plots.png")
             log(_epoch_line(row, cfg, best_epoch == epoch_done))
@@ -391,7 +412,8 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
                 "scheduler": scheduler.state_dict(), "scaler": scaler.state_dict(), "epoch": epoch, "step": step,
                 "total_steps": schedule.total, "elapsed": time.perf_counter() - t0, "best": best,
                 "best_epoch": best_epoch, "stale": stale, "best_metrics": best_metrics, "rng": rng_state(),
-                "finished": finished, "config_digest": cfg.digest()})
+                "finished": finished, "config_digest": cfg.digest(),
+                "ema": ema.state_dict() if ema is not None else None})
         dist.barrier()
 
     result_dir = run_dir / "model"
