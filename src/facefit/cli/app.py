@@ -15,8 +15,10 @@ from facefit.cli.eval import eval_command
 from facefit.cli.eval_1n import eval_1n_command
 from facefit.cli.gallery import gallery_app
 from facefit.cli.identify import identify
+from facefit.cli.import_ import import_command
 from facefit.cli.models import models
 from facefit.cli.pairs import pairs_command
+from facefit.cli.serve import serve
 from facefit.cli.stream import stream
 from facefit.cli.train import train_command
 
@@ -33,11 +35,13 @@ app.command()(compare)
 app.command("eval")(eval_command)
 app.command("eval-1n")(eval_1n_command)
 app.command("pairs")(pairs_command)
+app.command("import")(import_command)
 app.command("train")(train_command)
 app.command()(demo)
 app.command()(models)
 app.command()(identify)
 app.command()(stream)
+app.command()(serve)
 app.add_typer(gallery_app, name="gallery")
 app.add_typer(bench_app, name="bench")
 

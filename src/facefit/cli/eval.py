@@ -34,10 +34,13 @@ def _labels(names: list[str]) -> list[str]:
 
 
 def eval_command(
-    root: Annotated[Path, typer.Argument(help="Folder the pairs' image paths are relative to.", show_default=False)],
-    pairs: Annotated[Path, typer.Option("--pairs", "-p", help="LFW pairs.txt or CSV (path_a,path_b,same[,fold],...).",
-                                        show_default=False)],
+    root: Annotated[Path, typer.Argument(help="Folder the pairs' image paths are relative to, or an insightface "
+                                              "verification .bin (lfw.bin, agedb_30.bin...).", show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder.", show_default=False)],
+    pairs: Annotated[Path | None, typer.Option("--pairs", "-p", help="LFW pairs.txt or CSV "
+                                                                     "(path_a,path_b,same[,fold],...); not with a "
+                                                                     ".bin, which holds its own pairs.",
+                                               show_default=False)] = None,
     model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to compare "
                                                                            "(the first is the baseline).")] = None,
     metric: Annotated[EvalMetric, typer.Option("--metric", help="auto: each model's own distance (dlib-resnet: "
@@ -73,6 +76,7 @@ def eval_command(
     from facefit.models import create_model
 
     check_report_dir(out_dir, overwrite)
+    root, pairs = _resolve_pairs(root, pairs, cache)
     if subtract_mean and metric is EvalMetric.euclidean:
         info("note: --subtract-mean changes nothing with --metric euclidean (distances are shift-invariant); "
              "it matters with --metric cosine")
@@ -92,6 +96,24 @@ def eval_command(
     _print_summary(doc, run)
     err.print(f"report written to {out_dir}/ (metrics.json, report.md, scores.csv, roc.png, scores.png)",
               markup=False)
+
+
+def _resolve_pairs(root: Path, pairs: Path | None, cache: Path | None) -> tuple[Path, Path]:
+    """ROOT and the pairs file; an insightface .bin is imported once into the cache and read from there."""
+    from facefit.errors import UsageError
+
+    if root.suffix == ".bin" and not root.is_dir():
+        if pairs is not None:
+            raise UsageError(f"{root}: a .bin holds its own pairs; leave out --pairs")
+        from facefit.data.convert import cached_bin_import
+        from facefit.io.assets import cache_dir
+
+        folder = cached_bin_import(root, cache.parent if cache else cache_dir())
+        info(f"{root}: insightface verification set, imported to {folder}")
+        return folder, folder / "pairs.csv"
+    if pairs is None:
+        raise UsageError("--pairs is required (unless ROOT is an insightface .bin)")
+    return root, pairs
 
 
 def _print_summary(doc: dict, run) -> None:  # noqa: ANN001

@@ -37,26 +37,9 @@ def open_gallery(location: str | None, *, create: bool = False, **settings):  # 
 
 
 def gallery_model(gallery, model: str | None):  # noqa: ANN001, ANN201
-    """The model to embed with: the one asked for, else the one the gallery's embeddings were made with."""
-    from facefit.errors import FacefitError, UsageError
-    from facefit.models import create_model
+    from facefit.gallery.gallery import gallery_model as find
 
-    if model is not None:
-        return create_model(model)
-    contract = gallery.contract
-    if contract is None:
-        return create_model("dlib-resnet")
-    for ref in (gallery.store.model_ref(), contract.name):
-        if not ref:
-            continue
-        try:
-            net = create_model(ref)
-        except FacefitError:
-            continue  # moved or deleted since: the error below says what to do
-        if net.contract.id == contract.id:
-            return net
-    raise UsageError(f"the gallery's embeddings were made with {contract.name or contract.architecture} "
-                     f"({contract.id}); pass that model with --model PATH")
+    return find(gallery, model)
 
 
 def remember_model(gallery, model: str | None) -> None:  # noqa: ANN001

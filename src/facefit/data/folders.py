@@ -41,6 +41,9 @@ class IdentityFolders:
         """Find the persons under ``root`` and, if given, attach the metadata CSV."""
         root = Path(root)
         if not root.is_dir():
+            if root.is_file() and root.suffix in (".rec", ".bin"):
+                raise FacefitError(f"{root}: an insightface {root.suffix} file, not a folder; convert it first with "
+                                   f"'facefit import {root} --out DIR' and use DIR")
             what = "is not a folder" if root.exists() else "no such folder"
             raise FacefitError(f"{root}: {what}; expected a folder with one sub-folder of images per person")
         folders, loose, skipped = _top_level(root)

@@ -17,6 +17,7 @@ import numpy as np
 from facefit.align.aligner import Face, FaceAligner
 from facefit.errors import FacefitError, ImageError, UsageError
 from facefit.gallery.records import NewFace
+from facefit.io.images import ImageBytes
 from facefit.models.base import FaceEmbedder
 
 CROP_MAX_SIDE = 320
@@ -102,7 +103,7 @@ def sharpness(chip: np.ndarray) -> float:
 
 
 def prepare_faces(
-    paths: Sequence[str | os.PathLike],
+    paths: Sequence[str | os.PathLike | ImageBytes],
     model: FaceEmbedder,
     aligner: FaceAligner,
     *,
@@ -110,17 +111,22 @@ def prepare_faces(
     keep_crops: bool = True,
     on_image: Callable[[], None] | None = None,
 ) -> Prepared:
-    """Detect and embed one face per photo; every photo either yields a face or a failure reason."""
+    """Detect and embed one face per photo; every photo either yields a face or a failure reason.
+
+    Photos are files or in-memory ``ImageBytes`` (uploads), which are reported by their name.
+    """
+    import hashlib
+
     from facefit.io.assets import sha256_file
     from facefit.io.images import load_image
 
     out = Prepared()
     chips, pending = [], []
     for p in paths:
-        path = Path(p)
+        path = p.name if isinstance(p, ImageBytes) else Path(p)
         try:
-            image = load_image(path)
-            sha = sha256_file(path)
+            image = load_image(p)
+            sha = hashlib.sha256(p.data).hexdigest() if isinstance(p, ImageBytes) else sha256_file(path)
             face = choose_face(aligner(image, "all"), choice, image.shape)
             jpeg, lm, cbox = loose_crop(image, face) if keep_crops else (None, face.landmarks, None)
         except ImageError as exc:

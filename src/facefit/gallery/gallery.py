@@ -11,6 +11,7 @@ import numpy as np
 from facefit.gallery.records import FaceRecord, Identification, PersonSummary
 from facefit.gallery.search import PersonIndex, SearchSettings, open_person_index
 from facefit.gallery.store import ContractMismatchError, GalleryError, GalleryStore
+from facefit.io.images import ImageBytes
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
 
@@ -88,10 +89,13 @@ class Gallery:
         return float(value)
 
     # -- enrolment ---------------------------------------------------------------------------------
-    def add(self, name: str, images: Sequence[str | os.PathLike], model: FaceEmbedder, *,
+    def add(self, name: str, images: Sequence[str | os.PathLike | ImageBytes], model: FaceEmbedder, *,
             detector: str = "hog", face: str | int | None = None, keep_crops: bool = True,
             on_image: Callable[[], None] | None = None) -> EnrolReport:
-        """Enrol one face from each photo for ``name``, in one transaction; duplicates are not stored twice."""
+        """Enrol one face from each photo (file or ``ImageBytes``) for ``name``, in one transaction.
+
+        Duplicates (the same image bytes and face) are not stored twice.
+        """
         from facefit.gallery.enrol import prepare_faces
         from facefit.gallery.store import check_name
 
@@ -183,6 +187,29 @@ class Gallery:
         emb = model.embed(np.stack(chips), batch_size=batch_size) if chips else np.empty((0, dim), np.float32)
         self.store.replace_embeddings(model.contract.to_json(), model.contract.id, np.asarray(ids, np.int64), emb)
         return len(ids)
+
+
+def gallery_model(gallery: Gallery, model: str | None) -> FaceEmbedder:
+    """The model to embed with: the one asked for, else the one the gallery's embeddings were made with."""
+    from facefit.errors import FacefitError, UsageError
+    from facefit.models import create_model
+
+    if model is not None:
+        return create_model(model)
+    contract = gallery.contract
+    if contract is None:
+        return create_model("dlib-resnet")
+    for ref in (gallery.store.model_ref(), contract.name):
+        if not ref:
+            continue
+        try:
+            net = create_model(ref)
+        except FacefitError:
+            continue  # moved or deleted since: the error below says what to do
+        if net.contract.id == contract.id:
+            return net
+    raise UsageError(f"the gallery's embeddings were made with {contract.name or contract.architecture} "
+                     f"({contract.id}); pass that model with --model PATH")
 
 
 def _aligner(detector: str, model: FaceEmbedder):  # noqa: ANN202

@@ -10,6 +10,7 @@ from __future__ import annotations
 import io
 import os
 import warnings
+from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
@@ -60,15 +61,29 @@ def _to_uint8_rgb(im) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, imported
     return np.asarray(im.convert("RGB"), dtype=np.uint8).copy()
 
 
-def load_image(source: str | os.PathLike | bytes, *, limit_pixels: int | None = None) -> np.ndarray:
+@dataclass(frozen=True)
+class ImageBytes:
+    """An encoded image held in memory (an upload, a record of a .rec file) and the name to report it by."""
+
+    name: str
+    data: bytes
+
+
+def load_image(source: str | os.PathLike | bytes | ImageBytes, *, limit_pixels: int | None = None,
+               name: str | None = None) -> np.ndarray:
     """Read an image file (or its bytes) as an RGB uint8 array (H, W, 3), upright.
 
-    Raises ImageError naming the file and the reason for anything unreadable.
+    Raises ImageError naming the file (or ``name``, for bytes) and the reason for anything unreadable.
     """
     from PIL import Image, ImageOps, UnidentifiedImageError
 
-    name = "<bytes>" if isinstance(source, bytes) else str(source)
+    if isinstance(source, ImageBytes):
+        source, name = source.data, name or source.name
+    if name is None:
+        name = "<bytes>" if isinstance(source, bytes) else str(source)
     limit = limit_pixels if limit_pixels is not None else max_pixels()
+    if isinstance(source, bytes) and not source:
+        raise ImageError(name, "empty file (0 bytes)")
     if not isinstance(source, bytes):
         path = Path(source)
         if not path.exists():

@@ -67,6 +67,11 @@ class LossConfig(_Section):
     sub_centers: int = Field(3, ge=1)
     triplet_margin: float = Field(0.2, gt=0)
     head_init: Literal["class-mean", "random"] = "class-mean"
+    pair_weight: float = Field(0.0, ge=0, description="weight of a multi-similarity pair loss added to a "
+                                                      "classification loss; batches become P persons x K images "
+                                                      "(optim.images_per_person)")
+    pair_base: float = Field(0.75, ge=-1, le=1, description="the multi-similarity loss's cosine pivot: pairs are "
+                                                            "pulled above it and pushed below it")
 
 
 class OptimConfig(_Section):
@@ -117,9 +122,13 @@ class TrainConfig(_Section):
 
     @model_validator(mode="after")
     def _consistent(self) -> TrainConfig:
-        if self.loss.kind == "triplet" and self.optim.batch_size % self.optim.images_per_person:
+        if self.person_batches and self.optim.batch_size % self.optim.images_per_person:
             raise ValueError(f"optim.batch_size ({self.optim.batch_size}) must be a multiple of "
-                             f"optim.images_per_person ({self.optim.images_per_person}) for the triplet loss")
+                             f"optim.images_per_person ({self.optim.images_per_person}) for P x K batches "
+                             f"(triplet loss or loss.pair_weight)")
+        if self.loss.kind == "triplet" and self.loss.pair_weight:
+            raise ValueError("loss.pair_weight adds a pair loss to a classification loss; the triplet loss is one "
+                             "already")
         if (self.data.val_pairs is None) != (self.data.val_root is None):
             raise ValueError("data.val_pairs and data.val_root go together")
         if self.select_metric == "val_loss" and self.data.held_out == 0:
@@ -130,6 +139,11 @@ class TrainConfig(_Section):
         if self.data.val_pairs is None and self.data.held_out == 0 and self.early_stop:
             raise ValueError("early_stop needs validation: data.val_pairs or data.val_fraction > 0")
         return self
+
+    @property
+    def person_batches(self) -> bool:
+        """Whether batches are P persons x K images (pair and triplet losses need positives in the batch)."""
+        return self.loss.kind == "triplet" or self.loss.pair_weight > 0
 
     def digest(self) -> str:
         """Hash of everything that shapes the training (not where its data lives)."""

@@ -164,7 +164,34 @@ def _better(value: float, best: float | None, metric: str) -> bool:
 
 def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: ProgressFactory = no_progress,
           log: Callable[[str], None] = print, command: str = "") -> TrainResult:
-    """Fine-tune ``cfg.base`` on ``cfg.data``; writes everything into ``run_dir``; returns the best epoch."""
+    """Fine-tune ``cfg.base`` on ``cfg.data``; writes everything into ``run_dir``; returns the best epoch.
+
+    A new run that fails before its first epoch is saved (bad data, a wrong path, Ctrl-C while aligning)
+    takes its run folder away again, so the same command can simply be run again.
+    """
+    existed = run_dir.exists()
+    fresh = not resume and not (existed and run_dir.is_dir() and any(run_dir.iterdir()))
+    try:
+        return _train(cfg, run_dir, resume=resume, progress=progress, log=log, command=command)
+    except BaseException:
+        if fresh and run_dir.is_dir() and not (run_dir / CKPT_DIR / "last.pt").exists():
+            import os
+            import shutil
+
+            if os.environ.get("RANK", "0") == "0":
+                if existed:  # it was empty: empty it again
+                    for child in run_dir.iterdir():
+                        if child.is_dir():
+                            shutil.rmtree(child)
+                        else:
+                            child.unlink()
+                else:
+                    shutil.rmtree(run_dir, ignore_errors=True)
+        raise
+
+
+def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressFactory,
+           log: Callable[[str], None], command: str) -> TrainResult:
     from facefit.io.assets import cache_dir
     from facefit.io.cache import EvalCache
     from facefit.models import create_model
@@ -260,7 +287,7 @@ def train(cfg: TrainConfig, run_dir: Path, *, resume: bool = False, progress: Pr
     ema = WeightEMA(model, cfg.optim.ema) if cfg.optim.ema else None
     o = cfg.optim
     batch = min(o.batch_size, len(train_set))
-    pk = o.images_per_person if cfg.loss.kind == "triplet" else None
+    pk = o.images_per_person if cfg.person_batches else None
     if pk:
         batch -= batch % pk
     steps_per_epoch = max(1, len(train_set) // batch)

@@ -21,12 +21,19 @@ CLASSIFICATION = ("arcface", "cosface", "subcenter-arcface", "softmax")
 
 
 class MetricLoss(nn.Module):
-    """``loss(embeddings, labels)``; ``head`` is the class-weight parameter (None for triplet)."""
+    """``loss(embeddings, labels)``; ``head`` is the class-weight parameter (None for triplet).
 
-    def __init__(self, inner: nn.Module, miner: nn.Module | None = None) -> None:
+    An optional ``pair`` loss (with its own miner) is added with weight ``pair_weight``.
+    """
+
+    def __init__(self, inner: nn.Module, miner: nn.Module | None = None, pair: nn.Module | None = None,
+                 pair_miner: nn.Module | None = None, pair_weight: float = 0.0) -> None:
         super().__init__()
         self.inner = inner
         self.miner = miner
+        self.pair = pair
+        self.pair_miner = pair_miner
+        self.pair_weight = pair_weight
 
     @property
     def head(self) -> nn.Parameter | None:
@@ -34,8 +41,13 @@ class MetricLoss(nn.Module):
 
     def forward(self, embeddings: torch.Tensor, labels: torch.Tensor) -> torch.Tensor:
         if self.miner is not None:
-            return self.inner(embeddings, labels, self.miner(embeddings, labels))
-        return self.inner(embeddings, labels)
+            loss = self.inner(embeddings, labels, self.miner(embeddings, labels))
+        else:
+            loss = self.inner(embeddings, labels)
+        if self.pair is not None:
+            tuples = self.pair_miner(embeddings, labels) if self.pair_miner is not None else None
+            loss = loss + self.pair_weight * self.pair(embeddings, labels, tuples)
+        return loss
 
 
 def build_loss(cfg: LossConfig, n_classes: int, embedding_dim: int) -> MetricLoss:
@@ -56,6 +68,12 @@ def build_loss(cfg: LossConfig, n_classes: int, embedding_dim: int) -> MetricLos
         inner = losses.TripletMarginLoss(margin=cfg.triplet_margin)
         miner = miners.TripletMarginMiner(margin=cfg.triplet_margin, type_of_triplets="semihard")
         return MetricLoss(inner, miner)
+    if cfg.pair_weight:
+        # Multi-similarity (Wang et al. 2019): positives below the pivot and negatives above it are weighted
+        # by how hard they are; its miner keeps the informative pairs of each P x K batch.
+        pair = losses.MultiSimilarityLoss(alpha=2.0, beta=50.0, base=cfg.pair_base)
+        return MetricLoss(inner, pair=pair, pair_miner=miners.MultiSimilarityMiner(epsilon=0.1),
+                          pair_weight=cfg.pair_weight)
     return MetricLoss(inner)
 
 

@@ -1,0 +1,73 @@
+"""``facefit serve``: the REST API for 1:1 verification, 1:N identification and enrolment."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import typer
+
+from facefit.cli.common import Detector, info
+from facefit.cli.gallery import GalleryOpt
+
+INSTALL_HINT = "facefit serve needs the [serve] extra: pip install 'facefit[serve]'"
+
+
+def serve(
+    gallery: GalleryOpt = None,
+    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or path (default: the gallery's, "
+                                              "else dlib-resnet).", show_default=False)] = None,
+    no_gallery: Annotated[bool, typer.Option("--no-gallery", help="Serve /verify and /embed only.")] = False,
+    host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")]
+    = "127.0.0.1",
+    port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8000,
+    detector: Annotated[Detector, typer.Option("--detector", help="Face detector (hog or auto).")] = Detector.hog,
+    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, help="1:N accept threshold "
+                                                    "(default: the model's own).", show_default=False)] = None,
+    max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest image upload.")] = 10.0,
+    api_key: Annotated[str | None, typer.Option("--api-key", envvar="FACEFIT_SERVE_API_KEY",
+                                                help="Require 'Authorization: Bearer KEY' on every endpoint but "
+                                                     "/health (better set in $FACEFIT_SERVE_API_KEY).",
+                                                show_default=False)] = None,
+    no_enrol: Annotated[bool, typer.Option("--no-enrol", help="Refuse enrolment and removal (read-only "
+                                           "gallery).")] = False,
+) -> None:
+    """Run the REST API: POST /verify, /identify, /embed; GET/POST/DELETE /persons; GET /health, /model.
+
+    Photos are sent as multipart uploads. Identification is open-set: a face
+    farther than the threshold from everyone enrolled is unknown. The OpenAPI
+    page is at /docs. Settings can also come from FACEFIT_SERVE_* variables.
+    """
+    if detector is Detector.mmod:
+        raise typer.BadParameter("serve detects with hog or auto (mmod alone is too slow per request)",
+                                 param_hint="--detector")
+    try:
+        import uvicorn
+
+        from facefit.serve.app import create_app
+        from facefit.serve.settings import ServeSettings
+        from facefit.serve.state import load_state
+    except ImportError as exc:
+        from facefit.errors import FacefitError
+
+        raise FacefitError(f"{INSTALL_HINT} ({exc.name} is missing)") from None
+
+    from pydantic import ValidationError
+
+    from facefit.errors import UsageError
+
+    # Only what was given on the command line, so FACEFIT_SERVE_* variables fill in the rest.
+    given = {"model": model, "gallery": gallery, "threshold": threshold, "api_key": api_key,
+             "no_gallery": no_gallery or None, "allow_enrol": False if no_enrol else None,
+             "detector": None if detector is Detector.hog else detector.value,
+             "max_upload_mb": None if max_upload_mb == 10.0 else max_upload_mb}
+    try:
+        settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
+    except ValidationError as exc:
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        raise UsageError(f"invalid server settings: {problems}") from None
+    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    no_gallery = settings.no_gallery
+    state = load_state(settings)  # a bad model or gallery fails here, in one line, before the server starts
+    info(f"facefit serve on http://{host}:{port} (API docs at /docs)"
+         + ("; API key required" if api_key else "") + ("; no gallery" if no_gallery else ""))
+    uvicorn.run(create_app(state=state), host=host, port=port, log_level="info")

@@ -1,0 +1,1 @@
+"""One router per resource: system (health, model), faces (embed, verify, identify), persons."""

@@ -1,0 +1,84 @@
+"""``POST /embed``, ``/verify`` (1:1) and ``/identify`` (1:N): photos in, faces and answers out."""
+
+from __future__ import annotations
+
+from typing import Annotated
+
+import numpy as np
+from fastapi import APIRouter, Form, HTTPException, Query, status
+
+from facefit.serve.deps import Authorized, GalleryDep, State, read_upload
+from facefit.serve.faces import box_of, detect, one_face
+from facefit.serve.schemas import (
+    EmbeddedFace,
+    EmbedQuery,
+    EmbedResponse,
+    IdentifiedFace,
+    IdentifyQuery,
+    IdentifyResponse,
+    MatchOut,
+    OneImage,
+    TwoImages,
+    VerifyQuery,
+    VerifyResponse,
+)
+
+router = APIRouter(tags=["faces"], dependencies=[Authorized])
+
+
+@router.post("/embed")
+def embed(state: State, form: Annotated[OneImage, Form()], q: Annotated[EmbedQuery, Query()]) -> EmbedResponse:
+    """Every face of the photo (or the largest / most central one) with its raw embedding."""
+    faces = detect(state, read_upload(form.image, "image", state), q.faces)
+    emb = state.model.embed([f.chip for f in faces]) if faces else np.empty((0, state.model.embedding_dim))
+    return EmbedResponse(contract_id=state.model.contract.id,
+                         faces=[EmbeddedFace(**box_of(f).model_dump(), embedding=[float(v) for v in e])
+                                for f, e in zip(faces, emb)])
+
+
+@router.post("/verify")
+def verify(state: State, form: Annotated[TwoImages, Form()], q: Annotated[VerifyQuery, Query()]) -> VerifyResponse:
+    """1:1: are the largest faces of the two photos the same person?"""
+    from facefit.distances import paired_distances
+
+    contract = state.model.contract
+    metric = contract.distance
+    threshold, source = q.threshold, "the request"
+    if threshold is None and state.settings.verify_threshold is not None:
+        threshold, source = state.settings.verify_threshold, "the server's setting"
+    if threshold is None:
+        threshold, source = contract.thresholds.get(metric), f"the model's {metric} threshold"
+    if threshold is None:
+        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
+                            "the model carries no 1:1 threshold; pass ?threshold=")
+    a = one_face(state, read_upload(form.image_a, "image_a", state))
+    b = one_face(state, read_upload(form.image_b, "image_b", state))
+    emb = state.model.embed([a.chip, b.chip])
+    distance = float(paired_distances(emb[:1], emb[1:], metric)[0])
+    return VerifyResponse(same=distance <= threshold, distance=round(distance, 6), threshold=float(threshold),
+                          threshold_source=source, metric=metric, face_a=box_of(a), face_b=box_of(b))
+
+
+@router.post("/identify")
+def identify(state: State, gallery: GalleryDep, form: Annotated[OneImage, Form()],
+             q: Annotated[IdentifyQuery, Query()]) -> IdentifyResponse:
+    """1:N, open set: each face of the photo is an enrolled person or unknown."""
+    faces = detect(state, read_upload(form.image, "image", state), "all")[: state.settings.max_faces]
+    threshold = q.threshold if q.threshold is not None else state.settings.threshold
+    source = "the request" if q.threshold is not None else "the server's setting"
+
+    emb = state.model.embed([f.chip for f in faces]) if faces else None
+
+    def search(g):  # noqa: ANN001, ANN202 - runs on the gallery's thread
+        limit, where = (threshold, source) if threshold is not None else (g.default_threshold(), "the model's own")
+        if emb is None:
+            return g.metric, limit, where, []
+        return g.metric, limit, where, g.identify(emb, state.model, threshold=limit, top_k=q.top_k)
+
+    metric, limit, where, answers = gallery.call(search)
+    return IdentifyResponse(
+        metric=metric, threshold=float(limit), threshold_source=where,
+        faces=[IdentifiedFace(**box_of(f).model_dump(), name=a.name,
+                              distance=None if a.distance is None else round(a.distance, 6),
+                              matches=[MatchOut(name=m.name, distance=round(m.distance, 6)) for m in a.matches])
+               for f, a in zip(faces, answers)])

@@ -1,0 +1,153 @@
+"""Request and response schemas. Unknown fields and query parameters are refused (``extra="forbid"``)."""
+
+from __future__ import annotations
+
+from typing import Literal
+
+from fastapi import UploadFile
+from pydantic import BaseModel, ConfigDict, Field
+
+
+class Strict(BaseModel):
+    model_config = ConfigDict(extra="forbid")
+
+
+class _Form(BaseModel):
+    model_config = ConfigDict(extra="forbid", arbitrary_types_allowed=True)
+
+
+# -- requests ------------------------------------------------------------------------------------
+class EmbedQuery(Strict):
+    faces: Literal["all", "largest", "center"] = "all"
+
+
+class VerifyQuery(Strict):
+    threshold: float | None = Field(None, gt=0, description="accept when the distance is at most this "
+                                                            "(default: the model's own 1:1 threshold)")
+
+
+class IdentifyQuery(Strict):
+    top_k: int = Field(3, ge=1, le=50)
+    threshold: float | None = Field(None, gt=0, description="default: the model's 1:N threshold")
+
+
+class EnrolQuery(Strict):
+    face: str | None = Field(None, description="which face of a photo with several: largest, center or its "
+                                               "number (0 = leftmost); without it such photos are refused")
+
+
+class OneImage(_Form):
+    image: UploadFile
+
+
+class TwoImages(_Form):
+    image_a: UploadFile
+    image_b: UploadFile
+
+
+class ManyImages(_Form):
+    images: list[UploadFile] = Field(min_length=1, max_length=100)
+
+
+# -- responses -----------------------------------------------------------------------------------
+class FaceBox(Strict):
+    box: tuple[float, float, float, float] = Field(description="x0, y0, x1, y1 in image pixels")
+    score: float = Field(description="detector confidence")
+    detector: str
+
+
+class Health(Strict):
+    status: Literal["ok"] = "ok"
+    version: str
+    model: str = Field(description="the embedding contract id")
+    gallery: str | None
+    persons: int | None
+    faces: int | None
+
+
+class EmbeddedFace(FaceBox):
+    embedding: list[float]
+
+
+class EmbedResponse(Strict):
+    contract_id: str
+    faces: list[EmbeddedFace]
+
+
+class VerifyResponse(Strict):
+    same: bool
+    distance: float
+    threshold: float
+    threshold_source: str
+    metric: str
+    face_a: FaceBox
+    face_b: FaceBox
+
+
+class MatchOut(Strict):
+    name: str
+    distance: float
+
+
+class IdentifiedFace(FaceBox):
+    name: str | None = Field(description="null: unknown (no enrolled person within the threshold)")
+    distance: float | None
+    matches: list[MatchOut]
+
+
+class IdentifyResponse(Strict):
+    metric: str
+    threshold: float
+    threshold_source: str
+    faces: list[IdentifiedFace]
+
+
+class PersonOut(Strict):
+    name: str
+    faces: int
+    created: float
+    updated: float
+
+
+class FaceOut(Strict):
+    id: int
+    source: str
+    box: tuple[float, float, float, float]
+    det_score: float
+    face_px: float
+    sharpness: float
+    detector: str
+    created: float
+
+
+class PersonDetail(Strict):
+    name: str
+    faces: list[FaceOut]
+
+
+class Added(Strict):
+    source: str
+    face_id: int
+
+
+class Duplicate(Strict):
+    source: str
+    enrolled_as: str
+    face_id: int
+
+
+class Failure(Strict):
+    source: str
+    reason: str
+
+
+class EnrolResponse(Strict):
+    person: str
+    added: list[Added]
+    duplicates: list[Duplicate]
+    failures: list[Failure]
+
+
+class Removed(Strict):
+    person: str
+    removed_faces: int

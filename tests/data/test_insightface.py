@@ -1,0 +1,245 @@
+"""insightface .rec/.idx and .bin: read against hand-built files, round trips, hostile and broken input, import."""
+
+from __future__ import annotations
+
+import csv
+import json
+import pickle
+import struct
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.gallery.conftest import run_cli
+
+from facefit.data.insightface import (
+    MAGIC,
+    FormatError,
+    RecordFile,
+    iter_rec_images,
+    pack_record,
+    read_bin,
+    unpack_record,
+    write_bin,
+    write_rec,
+)
+from facefit.errors import FacefitError
+
+
+@pytest.fixture(scope="module")
+def johns_jpegs(johns_dir: Path) -> list[tuple[int, bytes]]:
+    """(person label, JPEG bytes) of dlib's 55 real example chips, persons adjacent."""
+    paths = sorted(johns_dir.glob("*/*.jpg"))
+    persons = sorted({p.parent.name for p in paths})
+    return [(persons.index(p.parent.name), p.read_bytes()) for p in paths]
+
+
+def _frame(payload: bytes, cflag: int = 0) -> bytes:
+    """One RecordIO frame, written straight from the format's description."""
+    return struct.pack("<II", MAGIC, (cflag << 29) | len(payload)) + payload + b"\0" * (-len(payload) % 4)
+
+
+def _header(flag: int, label: float, labels: list[float] | None = None) -> bytes:
+    head = struct.pack("<IfQQ", flag, label, 0, 0)
+    return head + (np.asarray(labels, "<f4").tobytes() if labels else b"")
+
+
+def test_reads_a_hand_built_insightface_rec(tmp_path: Path, johns_jpegs: list[tuple[int, bytes]]) -> None:
+    items = johns_jpegs[:6]
+    n = len(items) + 1
+    people = sorted({lab for lab, _ in items})
+    records = [_header(2, 0.0, [n, n + len(people)])]
+    records += [_header(0, float(lab)) + data for lab, data in items]
+    for lab in people:
+        idx = [i + 1 for i, (la, _) in enumerate(items) if la == lab]
+        records.append(_header(2, 0.0, [idx[0], idx[-1] + 1]))
+    blob, offsets = b"", []
+    for r in records:
+        offsets.append(len(blob))
+        blob += _frame(r)
+    rec = tmp_path / "train.rec"
+    rec.write_bytes(blob)
+    rec.with_suffix(".idx").write_text("".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)))
+
+    with RecordFile(rec) as f:
+        got = list(iter_rec_images(f))
+    assert [(g.label, g.data) for g in got] == items
+    rec.with_suffix(".idx").unlink()  # the same answer from a sequential scan
+    with RecordFile(rec) as f:
+        assert [(g.label, g.data) for g in iter_rec_images(f)] == items
+
+
+def test_glint_layout_without_header_record(tmp_path: Path, johns_jpegs: list[tuple[int, bytes]]) -> None:
+    rec = tmp_path / "glint.rec"
+    rec.write_bytes(b"".join(_frame(_header(0, float(lab)) + data) for lab, data in johns_jpegs[:4]))
+    with RecordFile(rec) as f:
+        assert [(g.label, g.data) for g in iter_rec_images(f)] == johns_jpegs[:4]
+
+
+def test_label_arrays_take_their_first_value_as_the_class() -> None:
+    head, payload = unpack_record(pack_record([7.0, 3.0], b"img"))
+    assert head.flag == 2 and head.label == (7.0, 3.0) and payload == b"img"
+    head, payload = unpack_record(pack_record(4.0, b"img"))
+    assert head.flag == 0 and head.label == (4.0,)
+
+
+def test_round_trip_splits_records_that_contain_the_magic_word(tmp_path: Path,
+                                                               johns_jpegs: list[tuple[int, bytes]]) -> None:
+    tricky = johns_jpegs[0][1][:64] + struct.pack("<I", MAGIC) + johns_jpegs[0][1][64:]
+    tricky = tricky[: len(tricky) - len(tricky) % 4]
+    assert tricky.index(struct.pack("<I", MAGIC)) % 4 == 0
+    items = [(0, tricky), *johns_jpegs[1:]]
+    assert write_rec(tmp_path / "t.rec", items) == len(items)
+    raw = (tmp_path / "t.rec").read_bytes()
+    flags = []
+    pos = 0
+    while pos < len(raw):
+        _, lrec = struct.unpack_from("<II", raw, pos)
+        flags.append(lrec >> 29)
+        pos += 8 + (lrec & ((1 << 29) - 1))
+        pos += -pos % 4
+    assert 1 in flags and 3 in flags  # the tricky record was written in parts
+    with RecordFile(tmp_path / "t.rec") as f:
+        assert [(g.label, g.data) for g in iter_rec_images(f)] == items
+
+
+def test_write_rec_refuses_scattered_labels(tmp_path: Path) -> None:
+    with pytest.raises(ValueError, match="not adjacent"):
+        write_rec(tmp_path / "x.rec", [(0, b"a"), (1, b"b"), (0, b"c")])
+
+
+@pytest.mark.parametrize("damage", ["not-rec", "truncated", "bad-idx"])
+def test_broken_rec_files_raise_a_named_format_error(tmp_path: Path, johns_jpegs, damage: str) -> None:
+    rec = tmp_path / "train.rec"
+    write_rec(rec, johns_jpegs[:3])
+    if damage == "not-rec":
+        rec.write_bytes(b"PK\x03\x04" + b"\0" * 100)
+        rec.with_suffix(".idx").unlink()
+    elif damage == "truncated":
+        rec.write_bytes(rec.read_bytes()[:-500])
+        rec.with_suffix(".idx").unlink()
+    else:
+        rec.with_suffix(".idx").write_text("0\t0\n1\t13\n2\tx\n")
+    with pytest.raises(FormatError, match="train"):
+        with RecordFile(rec) as f:
+            list(iter_rec_images(f))
+
+
+def test_bin_round_trip_and_folds(tmp_path: Path, johns_jpegs) -> None:
+    images = [d for _, d in johns_jpegs[:40]]
+    same = [i % 2 == 0 for i in range(20)]
+    write_bin(tmp_path / "v.bin", images, same)
+    got = read_bin(tmp_path / "v.bin")
+    assert got.images == images and got.same.tolist() == same
+    assert got.folds.tolist() == [i // 2 for i in range(20)]  # 10 contiguous folds
+
+
+def test_bin_as_insightface_writes_it(tmp_path: Path, johns_jpegs) -> None:
+    # insightface's sets are protocol-2 pickles with a numpy bool array (Python 2 era); read with encoding=bytes.
+    images = [d for _, d in johns_jpegs[:4]]
+    (tmp_path / "old.bin").write_bytes(pickle.dumps((images, np.array([True, False])), protocol=2))
+    got = read_bin(tmp_path / "old.bin")
+    assert got.same.tolist() == [True, False] and got.images == images
+
+
+def test_hostile_bin_is_refused_without_running_code(tmp_path: Path) -> None:
+    class Evil:
+        def __reduce__(self):
+            return (print, ("pwned",))
+
+    (tmp_path / "evil.bin").write_bytes(pickle.dumps(([Evil()], [True])))
+    with pytest.raises(FormatError, match=r"evil\.bin.*refusing to load builtins\.print"):
+        read_bin(tmp_path / "evil.bin")
+
+
+@pytest.mark.parametrize("content", [b"", b"not a pickle", pickle.dumps({"a": 1}), pickle.dumps(([b"x"], [1]))])
+def test_malformed_bins_raise_format_errors(tmp_path: Path, content: bytes) -> None:
+    (tmp_path / "m.bin").write_bytes(content)
+    with pytest.raises(FormatError, match=r"m\.bin"):
+        read_bin(tmp_path / "m.bin")
+
+
+def test_import_rec_makes_identity_folders_and_reports_bad_records(tmp_path: Path, johns_jpegs) -> None:
+    from facefit.data.folders import IdentityFolders
+
+    items = list(johns_jpegs)
+    items.insert(3, (items[3][0], b"\xff\xd8\xff" + b"garbage" * 10))  # a broken JPEG among person 0's
+    write_rec(tmp_path / "train.rec", items)
+    proc = run_cli("import", tmp_path / "train.rec", "--out", tmp_path / "faces")
+    assert proc.returncode == 3, proc.stderr  # partial success, as embed reports it
+    assert "train.rec#4" in proc.stderr and "1 of 56 records failed" in proc.stderr
+    data = IdentityFolders.scan(tmp_path / "faces")
+    assert len(data.persons) == 5 and sum(len(p.images) for p in data.persons) == 55
+    copied = sorted(p.read_bytes() for person in data.persons for p in person.images)
+    assert copied == sorted(d for _, d in johns_jpegs)
+    assert (tmp_path / "faces" / "import-failures.tsv").is_file()
+
+
+def test_import_refuses_a_non_empty_folder_and_unknown_files(tmp_path: Path, johns_jpegs) -> None:
+    write_rec(tmp_path / "train.rec", johns_jpegs[:3])
+    (tmp_path / "faces").mkdir()
+    (tmp_path / "faces" / "keep.txt").write_text("mine")
+    proc = run_cli("import", tmp_path / "train.rec", "--out", tmp_path / "faces")
+    assert proc.returncode != 0 and "not empty" in proc.stderr
+    assert (tmp_path / "faces" / "keep.txt").read_text() == "mine"
+    (tmp_path / "x.zip").write_bytes(b"PK")
+    proc = run_cli("import", tmp_path / "x.zip", "--out", tmp_path / "other")
+    assert proc.returncode != 0 and "x.zip: expected an insightface .rec" in proc.stderr
+    assert not (tmp_path / "other").exists()
+
+
+def test_import_bin_refuses_undecodable_images_and_leaves_nothing(tmp_path: Path, johns_jpegs) -> None:
+    images = [d for _, d in johns_jpegs[:4]]
+    images[3] = b"\x89PNG\r\n\x1a\n broken"
+    write_bin(tmp_path / "v.bin", images, [True, False])
+    proc = run_cli("import", tmp_path / "v.bin", "--out", tmp_path / "v")
+    assert proc.returncode != 0
+    assert "v.bin: 1 of 4 images do not decode, e.g. image 3 (pair 1)" in proc.stderr
+    assert not (tmp_path / "v").exists() and not list(tmp_path.glob(".v.*"))
+
+
+def test_imported_bin_evaluates_like_the_chips_it_holds(tmp_path: Path, johns_jpegs) -> None:
+    """A verification .bin of real faces -> pairs.csv + images -> facefit eval gives dlib-level accuracy."""
+    rng = np.random.default_rng(0)
+    labels = np.array([lab for lab, _ in johns_jpegs])
+    images, same = [], []
+    for k in range(40):
+        i = int(rng.integers(len(labels)))
+        pool = np.flatnonzero((labels == labels[i]) != (k % 2 == 1))
+        j = int(rng.choice(pool[pool != i]))
+        images += [johns_jpegs[i][1], johns_jpegs[j][1]]
+        same.append(k % 2 == 0)
+    write_bin(tmp_path / "johns.bin", images, same)
+    assert run_cli("import", tmp_path / "johns.bin", "--out", tmp_path / "j").returncode == 0
+    rows = list(csv.DictReader((tmp_path / "j" / "pairs.csv").open()))
+    assert len(rows) == 40 and {r["fold"] for r in rows} == {str(f) for f in range(10)}
+    proc = run_cli("eval", tmp_path / "j", "--pairs", tmp_path / "j" / "pairs.csv", "--out", tmp_path / "rep",
+                   "--model", "dlib-resnet", "--detector", "auto", env={"FACEFIT_CACHE": tmp_path / "cache"})
+    assert proc.returncode == 0, proc.stderr
+    metrics = json.loads((tmp_path / "rep" / "metrics.json").read_text())
+    assert metrics["models"]["dlib-resnet"]["total"]["accuracy"] >= 0.9
+    # The .bin straight into eval: imported once into the cache, the same numbers.
+    direct = run_cli("eval", tmp_path / "johns.bin", "--out", tmp_path / "rep2", "--model", "dlib-resnet",
+                     "--detector", "auto", env={"FACEFIT_CACHE": tmp_path / "cache"})
+    assert direct.returncode == 0, direct.stderr
+    again = json.loads((tmp_path / "rep2" / "metrics.json").read_text())
+    assert again["models"]["dlib-resnet"]["total"] == metrics["models"]["dlib-resnet"]["total"]
+    assert len(list((tmp_path / "cache" / "imported").iterdir())) == 1
+    with_pairs = run_cli("eval", tmp_path / "johns.bin", "--pairs", tmp_path / "j" / "pairs.csv", "--out",
+                         tmp_path / "rep3")
+    assert with_pairs.returncode != 0 and "holds its own pairs" in with_pairs.stderr
+
+
+def test_train_on_a_rec_says_to_import_it(tmp_path: Path, johns_jpegs) -> None:
+    write_rec(tmp_path / "train.rec", johns_jpegs[:3])
+    proc = run_cli("train", tmp_path / "train.rec", "--out", tmp_path / "run")
+    assert proc.returncode != 0
+    assert "an insightface .rec file, not a folder; convert it first with 'facefit import" in proc.stderr
+    assert not (tmp_path / "run").exists()
+
+
+def test_import_needs_an_existing_file(tmp_path: Path) -> None:
+    with pytest.raises(FacefitError, match="no such file"):
+        from facefit.data.convert import import_insightface
+
+        import_insightface(tmp_path / "missing.rec", tmp_path / "o")
