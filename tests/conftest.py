@@ -38,6 +38,15 @@ def data_root() -> Path:
 
 
 @pytest.fixture(scope="session")
+def lfw(data_root: Path) -> Path:
+    """LFW's images folder (one sub-folder per person)."""
+    folder = data_root / "lfw" / "images"
+    if not folder.is_dir():
+        pytest.skip("LFW images not available")
+    return folder
+
+
+@pytest.fixture(scope="session")
 def johns_dir(data_root: Path) -> Path:
     return data_root / "fixtures" / "johns"
 

@@ -175,6 +175,19 @@ def test_import_rec_makes_identity_folders_and_reports_bad_records(tmp_path: Pat
     assert (tmp_path / "faces" / "import-failures.tsv").is_file()
 
 
+def test_import_skips_a_damaged_record_when_the_index_finds_the_next(tmp_path: Path, johns_jpegs) -> None:
+    write_rec(tmp_path / "train.rec", johns_jpegs[:5])
+    offsets = [int(line.split("\t")[1]) for line in (tmp_path / "train.idx").read_text().splitlines()]
+    raw = bytearray((tmp_path / "train.rec").read_bytes())
+    raw[offsets[2]:offsets[2] + 4] = b"XXXX"  # record 2's magic word destroyed
+    (tmp_path / "train.rec").write_bytes(bytes(raw))
+    proc = run_cli("import", tmp_path / "train.rec", "--out", tmp_path / "faces")
+    assert proc.returncode == 3
+    assert "train.rec#2: no RecordIO record at byte" in proc.stderr
+    got = sorted(p.read_bytes() for p in (tmp_path / "faces").rglob("*.jpg"))
+    assert got == sorted(d for i, (_, d) in enumerate(johns_jpegs[:5]) if i != 1)  # key 2 = the second image
+
+
 def test_import_refuses_a_non_empty_folder_and_unknown_files(tmp_path: Path, johns_jpegs) -> None:
     write_rec(tmp_path / "train.rec", johns_jpegs[:3])
     (tmp_path / "faces").mkdir()

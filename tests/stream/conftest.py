@@ -23,14 +23,6 @@ class Scene:
     truth: list  # per frame: [(name, box), ...]
 
 
-@pytest.fixture(scope="session")
-def lfw(data_root: Path) -> Path:
-    folder = data_root / "lfw" / "images"
-    if not folder.is_dir():
-        pytest.skip("LFW images not available")
-    return folder
-
-
 def photos(lfw: Path, name: str) -> list[Path]:
     return sorted((lfw / name).glob("*.jpg"))
 

@@ -147,6 +147,44 @@ def test_arcface_margin_is_in_radians() -> None:
     assert loss(emb, labels).item() == pytest.approx(expected, rel=1e-4)
 
 
+def naive_multi_similarity(emb: torch.Tensor, labels: torch.Tensor, alpha: float, beta: float, base: float,
+                           eps: float) -> float:
+    """Multi-similarity loss with its miner, written out pair by pair (Wang et al. 2019, eqs. 2 and 4)."""
+    e = F.normalize(emb, dim=1)
+    sim = (e @ e.T).tolist()
+    total, n = 0.0, len(e)
+    for i in range(n):
+        pos = [sim[i][j] for j in range(n) if j != i and labels[j] == labels[i]]
+        neg = [sim[i][j] for j in range(n) if labels[j] != labels[i]]
+        if not pos or not neg:
+            continue
+        hard_pos = [s for s in pos if s - eps < max(neg)]  # positives less similar than the hardest negative
+        hard_neg = [s for s in neg if s + eps > min(pos)]  # negatives more similar than the easiest positive
+        if hard_pos:
+            total += math.log(1 + sum(math.exp(-alpha * (s - base)) for s in hard_pos)) / alpha
+        if hard_neg:
+            total += math.log(1 + sum(math.exp(beta * (s - base)) for s in hard_neg)) / beta
+    return total / n
+
+
+def test_pair_loss_adds_multi_similarity_to_arcface() -> None:
+    torch.manual_seed(1)
+    emb, labels = torch.randn(16, 8), torch.arange(4).repeat_interleave(4)  # P=4 persons x K=4 images
+    plain = build_loss(LossConfig(kind="arcface", margin=0.2, scale=16), 4, 8)
+    paired = build_loss(LossConfig(kind="arcface", margin=0.2, scale=16, pair_weight=0.5, pair_base=0.6), 4, 8)
+    paired.load_state_dict(plain.state_dict())  # the same head
+    expected = plain(emb, labels).item() + 0.5 * naive_multi_similarity(emb.double(), labels, 2.0, 50.0, 0.6, 0.1)
+    assert paired(emb, labels).item() == pytest.approx(expected, rel=1e-4)
+
+
+def test_pair_loss_makes_person_batches_and_refuses_triplet() -> None:
+    cfg = load_config(None, parse_set(["loss.pair_weight=1", "optim.batch_size=64", "optim.images_per_person=4"]))
+    assert cfg.person_batches and not load_config().person_batches
+    for bad in (["loss.pair_weight=1", "optim.batch_size=66"], ["loss.kind=triplet", "loss.pair_weight=1"]):
+        with pytest.raises(UsageError):
+            load_config(None, parse_set(bad))
+
+
 def test_cosface_and_softmax_and_triplet_build() -> None:
     torch.manual_seed(0)
     emb, labels = torch.randn(16, 8), torch.arange(4).repeat(4)

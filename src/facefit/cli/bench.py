@@ -7,11 +7,13 @@ from typing import Annotated
 
 import typer
 
+from facefit.cli.bench_serve import bench_serve
 from facefit.cli.bench_stream import bench_stream
 from facefit.cli.common import err, info, out
 
 bench_app = typer.Typer(help="Measure throughput on this machine.", no_args_is_help=True)
 bench_app.command("stream")(bench_stream)
+bench_app.command("serve")(bench_serve)
 
 
 def _bench_chips(data: Path | None, size: int, n: int = 64):  # noqa: ANN202

@@ -86,7 +86,11 @@ def _import_rec(src: Path, out: Path, progress: ProgressFactory) -> ImportResult
         if rec.index is not None:
             total = len(rec.index)
         with progress(f"importing {src.name}", total) as bar:
-            for item in iter_rec_images(rec):
+            def damaged(key: int, reason: str) -> None:
+                result.failures.append((f"{src}#{key}", reason.removeprefix(f"{src}: ")))
+                bar.advance()
+
+            for item in iter_rec_images(rec, on_error=damaged):
                 where = f"{src}#{item.key}"
                 try:
                     suffix = _check_image(item.data, where)

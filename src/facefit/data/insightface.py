@@ -20,7 +20,7 @@ from __future__ import annotations
 import io
 import pickle
 import struct
-from collections.abc import Iterable, Iterator
+from collections.abc import Callable, Iterable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -154,14 +154,25 @@ class RecImage:
     data: bytes  # the encoded image
 
 
-def iter_rec_images(rec: RecordFile) -> Iterator[RecImage]:
-    """The labelled images of an insightface ``.rec``, in either of its layouts."""
+def iter_rec_images(rec: RecordFile,
+                    on_error: Callable[[int, str], None] | None = None) -> Iterator[RecImage]:
+    """The labelled images of an insightface ``.rec``, in either of its layouts.
+
+    With an index, a damaged record is passed to ``on_error(key, reason)`` (when given) and skipped;
+    without one there is no way to find the next record, so the error is raised.
+    """
     if rec.index is not None and 0 in rec.index:
         first, _ = unpack_record(rec.read(0), f"{rec.path} record 0")
         if first.flag > 0 and len(first.label) >= 2:
             # insightface's header record: images are keys 1 .. label[0]-1.
             for key in range(1, int(first.label[0])):
-                head, payload = unpack_record(rec.read(key), f"{rec.path} record {key}")
+                try:
+                    head, payload = unpack_record(rec.read(key), f"{rec.path} record {key}")
+                except FormatError as exc:
+                    if on_error is None:
+                        raise
+                    on_error(key, str(exc))
+                    continue
                 yield RecImage(key, int(head.label[0]), payload)
             return
     n_images: int | None = None  # set by a header record: images are records 1 .. n_images-1
