@@ -52,6 +52,20 @@ class StreamBenchRow:
         return {**asdict(self), "fps": self.fps}
 
 
+def faces_folder(given: Path | None, purpose: str) -> Path:
+    """``--faces-from``, else LFW's images in the shared data; a UsageError saying what is needed otherwise.
+
+    ``purpose`` completes "the ... benchmark <purpose>", e.g. "builds its video from real face photos".
+    """
+    folder = given or default_faces_dir()
+    if folder is None:
+        raise UsageError(f"the benchmark {purpose}: pass --faces-from DIR (one sub-folder of photos per person, "
+                         f"e.g. LFW's images/), or set $FACEFIT_DATA to a data folder with lfw/images")
+    if not folder.is_dir():
+        raise UsageError(f"{folder}: no such folder")
+    return folder
+
+
 def default_faces_dir(data: Path | None = None) -> Path | None:
     """LFW's images in the shared data folder (--data, $FACEFIT_DATA or ../shared/data), if there."""
     from facefit.demo import find_data_dir

@@ -38,8 +38,8 @@ def bench_serve(
     from rich.table import Table
 
     from facefit.bench.serve import bench_serve as run_bench
-    from facefit.bench.stream import default_faces_dir
-    from facefit.errors import FacefitError, UsageError
+    from facefit.bench.stream import faces_folder
+    from facefit.errors import FacefitError
     from facefit.io.files import check_writable, write_text_atomic
 
     try:
@@ -51,12 +51,7 @@ def bench_serve(
                            f"httpx ({exc.name} is missing)") from None
     if json_out is not None:
         check_writable(json_out, overwrite=False)
-    folder = faces_from or default_faces_dir()
-    if folder is None:
-        raise UsageError("the serve benchmark enrols real face photos: pass --faces-from DIR (one sub-folder of "
-                         "photos per person), or set $FACEFIT_DATA to a data folder with lfw/images")
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such folder")
+    folder = faces_folder(faces_from, "enrols and sends real face photos")
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     info(f"{os.cpu_count()} CPU(s){load}; {persons} persons from {folder}")
 

@@ -44,8 +44,7 @@ def bench_stream(
     from rich.table import Table
 
     from facefit.bench.stream import bench_stream as run_bench
-    from facefit.bench.stream import default_faces_dir
-    from facefit.errors import UsageError
+    from facefit.bench.stream import faces_folder
     from facefit.io.files import check_writable, write_text_atomic
     from facefit.stream.runner import StreamConfig
 
@@ -53,13 +52,7 @@ def bench_stream(
         StreamConfig(tracker=t)  # validates the name before the slow part
     if json_out is not None:
         check_writable(json_out, overwrite=False)
-    folder = faces_from or default_faces_dir()
-    if folder is None:
-        raise UsageError("the stream benchmark builds its video from real face photos: pass --faces-from DIR (one "
-                         "sub-folder of photos per person, e.g. LFW's images/), or set $FACEFIT_DATA to a data "
-                         "folder with lfw/images")
-    if not folder.is_dir():
-        raise UsageError(f"{folder}: no such folder")
+    folder = faces_folder(faces_from, "builds its video from real face photos")
     import torch
 
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""

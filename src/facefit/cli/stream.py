@@ -52,6 +52,10 @@ def stream(
                                                    "frames.", show_default=False)] = None,
     timeout: Annotated[float, typer.Option("--timeout", min=0.1, help="Seconds to wait for a network stream or "
                                            "camera to open or deliver a frame.")] = 10.0,
+    reconnect: Annotated[float | None, typer.Option("--reconnect", min=0.0, help="Seconds to keep reopening a "
+                                                    "live source that dropped (0: stop there). Default: 60 for "
+                                                    "cameras and rtsp/rtmp/srt/udp/tcp, 0 for http(s), whose "
+                                                    "end is usually a file's end.", show_default=False)] = None,
     overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace existing --out / --events files.")]
     = False,
 ) -> None:
@@ -69,9 +73,10 @@ def stream(
     display; facefit installs the headless build, so it normally runs
     headless. Stop with Ctrl-C (exit code 130), SIGTERM or q in the window
     (exit code 0): the video and the event log are closed properly and a
-    summary is printed. A source that breaks off part-way (a damaged file, a
-    lost stream) gives a warning and exit code 3, with everything up to there
-    saved.
+    summary is printed. A live source that drops is opened again (--reconnect);
+    tracks end at the gap. A source that breaks off part-way for good (a
+    damaged file, a stream that did not come back) gives a warning and exit
+    code 3, with everything up to there saved.
     """
     import signal
 
@@ -92,7 +97,7 @@ def stream(
         check_writable(out_video, overwrite)
     if events not in (None, "-"):
         check_writable(events, overwrite)
-    with VideoSource(source, timeout_s=timeout) as src, open_gallery(gallery) as g:
+    with VideoSource(source, timeout_s=timeout, reconnect_s=reconnect) as src, open_gallery(gallery) as g:
         net = gallery_model(g, model)
         g.check_model(net)
         if threshold_from is not None:
@@ -100,12 +105,17 @@ def stream(
 
             config = replace(config, threshold=resolve_threshold(g, net, threshold, threshold_from)[0])
         runner = StreamRunner(config, net, g)
+        src.notify = warn
         window = None if headless else _window()
         if out_video is None and events is None and window is None:
             info("note: nothing is saved; give --out and/or --events")
         info(f"{src.describe()}; detector on every {config.detect_every} frame(s), threshold {runner.threshold:g}")
         outputs = _Outputs(out_video, events, overwrite, src, every)
-        installed, previous = _on_sigterm(runner.stop)
+        def stop() -> None:
+            runner.stop()
+            src.interrupt()  # also while it waits for a lost stream to come back
+
+        installed, previous = _on_sigterm(stop)
         try:
             outputs.open()
             stats = _run(runner, src, outputs, window)
@@ -198,6 +208,8 @@ def _summary(stats, outputs: _Outputs, *, to_stderr: bool) -> None:  # noqa: ANN
                           f"{max(r.last_seen_s for r in records):.2f}", f"{min(best):.3f}" if best else "")
         console.print(table)
     dropped = f", {stats.dropped} live frames dropped" if stats.dropped else ""
+    if stats.reconnects:
+        dropped += f", reconnected {stats.reconnects} time(s)"
     named = sum(1 for n in persons if n is not None)
     info(f"{stats.frames} frames in {stats.seconds:.1f} s ({stats.fps:.1f} FPS){dropped}; "
          f"{stats.detection_frames} detector runs, {stats.identifications} identifications, {stats.tracks} "

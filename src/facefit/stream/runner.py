@@ -64,6 +64,7 @@ class StreamStats:
     dropped: int = 0  # live frames skipped because processing was slower than the source
     stopped_by: str | None = None  # "ctrl-c", "stop" (stop(), e.g. from SIGTERM) or "window"; None: ran out
     stop_reason: str | None = None  # why reading ended early, when the source broke
+    reconnects: int = 0  # times a lost live source came back
     records: list[TrackRecord] = field(default_factory=list)
 
     @property
@@ -144,9 +145,14 @@ class StreamRunner:
         start = time.perf_counter()
         try:
             for n, frame in enumerate(source.frames(every=cfg.every, max_frames=cfg.max_frames)):
+                if frame.after_gap:
+                    # The picture before the gap says nothing about where faces are now: end every track.
+                    for track in tracker.active():
+                        finish(track, "stream_gap")
+                    tracker = Tracker(make_propagator(cfg.tracker), iou_min=cfg.iou_min, max_missed=cfg.max_missed)
                 gray = cv2.cvtColor(frame.bgr, cv2.COLOR_BGR2GRAY)
                 detections = None
-                if n % cfg.detect_every == 0:
+                if n % cfg.detect_every == 0 or frame.after_gap:
                     detections = self.detector.detect(gray)
                     stats.detection_frames += 1
                     stats.detections += len(detections)
@@ -177,6 +183,7 @@ class StreamRunner:
                 threads.restore()
             stats.dropped = source.dropped
             stats.stop_reason = source.read_error
+            stats.reconnects = getattr(source, "reconnects", 0)
             for track in tracker.active():
                 finish(track, "stream_end")
         return stats

@@ -13,7 +13,7 @@ from __future__ import annotations
 import os
 import threading
 import time
-from collections.abc import Iterator
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 from urllib.parse import urlsplit, urlunsplit
@@ -24,8 +24,13 @@ from facefit.errors import FacefitError, UsageError
 from facefit.io.images import is_image_name
 
 URL_SCHEMES = ("rtsp", "rtsps", "rtmp", "http", "https", "udp", "tcp", "srt")
+# Streams that are live by nature: when one drops, the camera is usually still there. Over http(s) the end
+# of the stream is more often the end of a file, so those are not reconnected unless asked.
+LIVE_SCHEMES = ("rtsp", "rtsps", "rtmp", "udp", "tcp", "srt")
 DEFAULT_FPS = 25.0
 LIVE_READ_RETRIES = 3  # consecutive failed reads before a live stream counts as lost
+DEFAULT_RECONNECT_S = 60.0
+RECONNECT_BACKOFF_S = (0.5, 1.0, 2.0, 4.0, 8.0)  # waits between attempts; the last one repeats
 
 
 class SourceError(FacefitError):
@@ -39,6 +44,7 @@ class Frame:
     index: int  # position in the source (counts skipped and dropped frames)
     time_s: float  # seconds from the start: media time for files, wall-clock time for live sources
     bgr: np.ndarray  # (H, W, 3) uint8
+    after_gap: bool = False  # the first frame after a lost live stream was reconnected
 
     def rgb(self) -> np.ndarray:
         import cv2
@@ -70,6 +76,14 @@ def classify(spec: str) -> str:
     return "file"
 
 
+def default_reconnect(spec: str) -> float:
+    """How long to keep reconnecting a lost source by default: cameras and live-by-nature streams only."""
+    kind = classify(spec)
+    if kind == "webcam" or (kind == "url" and urlsplit(spec).scheme.lower() in LIVE_SCHEMES):
+        return DEFAULT_RECONNECT_S
+    return 0.0
+
+
 def _quiet_opencv() -> None:
     """Keep OpenCV's and FFmpeg's own log lines out of the CLI; our errors say what failed."""
     import cv2
@@ -82,15 +96,24 @@ def _quiet_opencv() -> None:
 class VideoSource:
     """An opened source; iterate ``frames()`` and ``close()`` it (or use it as a context manager)."""
 
-    def __init__(self, spec: str | int, *, timeout_s: float = 10.0) -> None:
+    def __init__(self, spec: str | int, *, timeout_s: float = 10.0, reconnect_s: float | None = None) -> None:
         import cv2
 
         self.spec = str(spec)
         self.kind = classify(self.spec)
         self.name = redact(self.spec) if self.kind == "url" else self.spec
         self.timeout_s = timeout_s
+        if reconnect_s is not None and reconnect_s < 0:
+            raise UsageError(f"--reconnect must be >= 0 seconds, got {reconnect_s:g}")
+        if reconnect_s and self.kind == "file":
+            raise UsageError(f"{self.spec}: --reconnect is for cameras and network streams, not video files")
+        # A lost live source is opened again for up to this many seconds (0: the stream ends there).
+        self.reconnect_s = default_reconnect(self.spec) if reconnect_s is None else float(reconnect_s)
+        self.reconnects = 0  # times a lost live source came back
+        self.notify: Callable[[str], None] | None = None  # told when the source is lost and when it is back
         self.dropped = 0  # live frames replaced by newer ones before they were used
         self.read_error: str | None = None  # why reading stopped early, if it did
+        self._interrupted = threading.Event()
         _quiet_opencv()
         self._cap = self._open(cv2)
         ok, first = self._cap.read()
@@ -184,16 +207,60 @@ class VideoSource:
     def _live_frames(self) -> Iterator[Frame]:
         start = time.monotonic()
         yield Frame(0, 0.0, self._take_first())
-        self._reader = _LatestFrameReader(self._cap, self.timeout_s)
+        offset, last, dropped_before = 0, 0, 0
         while True:
-            got = self._reader.next()
-            if got is None:
-                self.read_error = self._reader.error
-                self.dropped = self._reader.dropped
+            self._reader = _LatestFrameReader(self._cap, self.timeout_s)
+            while (got := self._reader.next()) is not None:
+                index, image = got
+                last = offset + index
+                self.dropped = dropped_before + self._reader.dropped
+                yield Frame(last, time.monotonic() - start, image)
+            self._reader.stop()
+            dropped_before = self.dropped = dropped_before + self._reader.dropped
+            lost = self._reader.error
+            if not self.reconnect_s or self._interrupted.is_set():
+                self.read_error = lost
                 return
-            index, image = got
-            self.dropped = self._reader.dropped
-            yield Frame(index, time.monotonic() - start, image)
+            if self.notify is not None:
+                self.notify(f"{self.name}: {lost}; reconnecting for up to {self.reconnect_s:g} s")
+            lost_at = time.monotonic()
+            image = self._reconnect()
+            if image is not None and self.notify is not None:
+                self.notify(f"{self.name}: back after {time.monotonic() - lost_at:.1f} s")
+            if image is None:
+                self.read_error = (f"{lost}; it did not come back within {self.reconnect_s:g} s"
+                                   if not self._interrupted.is_set() else lost)
+                return
+            self.reconnects += 1
+            offset = last = last + 1  # the new capture counts from 1 again: continue after the gap
+            yield Frame(last, time.monotonic() - start, image, after_gap=True)
+
+    def _reconnect(self) -> np.ndarray | None:
+        """Open the source again, with growing waits, until it gives a frame or ``reconnect_s`` has passed."""
+        import cv2
+
+        self._cap.release()
+        deadline = time.monotonic() + self.reconnect_s
+        attempt = 0
+        while time.monotonic() < deadline:
+            wait = RECONNECT_BACKOFF_S[min(attempt, len(RECONNECT_BACKOFF_S) - 1)]
+            if self._interrupted.wait(min(wait, max(0.0, deadline - time.monotonic()))):
+                return None
+            attempt += 1
+            try:
+                cap = self._open(cv2)
+            except SourceError:
+                continue
+            ok, image = cap.read()
+            if ok and image is not None:
+                self._cap = cap
+                return image
+            cap.release()
+        return None
+
+    def interrupt(self) -> None:
+        """Stop waiting for a lost stream to come back (safe from a signal handler or another thread)."""
+        self._interrupted.set()
 
     def _take_first(self) -> np.ndarray:
         image, self._first = self._first, None
@@ -215,7 +282,8 @@ class VideoSource:
     def describe(self) -> str:
         count = f", {self.frame_count} frames" if self.frame_count else ""
         what = {"webcam": "webcam", "file": "file", "url": "stream"}[self.kind]
-        return f"{what} {self.name}: {self.width}x{self.height} at {self.fps:g} fps{count}"
+        again = f", reconnects for up to {self.reconnect_s:g} s" if self.live and self.reconnect_s else ""
+        return f"{what} {self.name}: {self.width}x{self.height} at {self.fps:g} fps{count}{again}"
 
 
 class _LatestFrameReader:
