@@ -19,10 +19,10 @@ from __future__ import annotations
 
 import json
 import threading
-from collections.abc import Iterator, Sequence
+from collections.abc import Callable, Iterator, Sequence
 from contextlib import contextmanager
 from types import ModuleType
-from typing import Any
+from typing import Any, TypeVar
 from urllib.parse import urlsplit, urlunsplit
 
 import numpy as np
@@ -32,6 +32,8 @@ from facefit.gallery.records import Box, NewFace
 from facefit.gallery.search import search_vectors
 from facefit.gallery.sql import SqlStore
 from facefit.gallery.store import ContractMismatchError, GalleryError, crop_geometry
+
+T = TypeVar("T")
 
 # Each entry upgrades the schema by one version; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -111,6 +113,7 @@ class PgVectorStore(SqlStore):
         self.location = redact(url)
         self.ef_search = int(ef_search)
         self._lock = threading.RLock()  # one connection: keep threads' transactions apart
+        self._writing = 0  # depth of write transactions on this connection (reads there are not repeated)
         self._pg = _psycopg()
         self.db = self._connect()
         try:
@@ -167,12 +170,31 @@ class PgVectorStore(SqlStore):
         key = "'facefit.migrate'" if migration else "'facefit.write:' || current_schema()"
         with self._session(), self.db.transaction():
             self.db.execute(f"SELECT pg_advisory_xact_lock(hashtextextended({key}, 0))")
-            yield
+            self._writing += 1
+            try:
+                yield
+            finally:
+                self._writing -= 1
 
 
     def _rows(self, sql: str, params: Sequence[Any] = ()) -> list[tuple]:
+        return self._read(lambda: self.db.execute(sql.replace("?", "%s"), params).fetchall())
+
+    def _read(self, query: Callable[[], T]) -> T:
+        """Run a read; when the connection was lost under it, connect again and ask once more.
+
+        Only outside a write transaction: a read inside one cannot be repeated on its own, and a write
+        whose connection broke may or may not have committed, so it is reported, never repeated.
+        """
+        in_write = self._writing > 0
+        try:
+            with self._session():
+                return query()
+        except GalleryError:
+            if in_write or not self.db.broken:
+                raise
         with self._session():
-            return self.db.execute(sql.replace("?", "%s"), params).fetchall()
+            return query()
 
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.db.execute(sql.replace("?", "%s"), params)
@@ -250,9 +272,12 @@ class PgVectorStore(SqlStore):
                f"(SELECT f.id, {vec} <-> q.v AS d FROM facefit_faces f ORDER BY {vec} <-> q.v LIMIT %s) n "
                f"ORDER BY q.i, n.d")
         ef = min(MAX_EF_SEARCH, max(k, self.ef_search))
-        with self._session(), self.db.transaction():
-            self.db.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
-            rows = self.db.execute(sql, (list(q), k)).fetchall()
+        def search() -> list[tuple]:
+            with self.db.transaction():
+                self.db.execute("SELECT set_config('hnsw.ef_search', %s, true)", (str(ef),))
+                return self.db.execute(sql, (list(q), k)).fetchall()
+
+        rows = self._read(search)
         if rows:
             qi = np.fromiter((r[0] for r in rows), np.int64, len(rows)) - 1
             col = np.arange(len(qi)) - np.searchsorted(qi, qi)  # rank within each query's rows
