@@ -135,6 +135,24 @@ def test_bad_requests_get_one_clear_error(tmp_path: Path, yale_dir: Path, case: 
         assert isinstance(detail, list) and all(set(d) == {"loc", "msg"} for d in detail)  # no echo of uploads
 
 
+def test_oversized_request_bodies_are_refused_while_they_arrive(tmp_path: Path, yale_dir: Path) -> None:
+    settings = ServeSettings(gallery=str(tmp_path / "g.sqlite"), max_request_mb=0.2)
+    photo = upload(yale_dir, "subject01/01_normal.png")
+    with TestClient(create_app(settings)) as c:
+        big = c.post("/persons/alice/faces", files=[("images", photo)] * 12)  # ~12 x 60 kB > 0.2 MB
+        assert big.status_code == 413 and "larger than 0.2 MB" in big.json()["detail"]
+
+        def chunks():  # no Content-Length: counted as it streams in
+            yield b'--b\r\nContent-Disposition: form-data; name="image_a"; filename="a.jpg"\r\n\r\n'
+            for _ in range(40):
+                yield b"x" * 10_000
+
+        streamed = c.post("/verify", content=chunks(), headers={"content-type": "multipart/form-data; boundary=b"})
+        assert streamed.status_code == 413
+        assert c.get("/persons").json() == []  # nothing was enrolled
+        assert c.post("/persons/alice/faces", files=[("images", photo)]).status_code == 201
+
+
 def test_api_key_guards_everything_but_health(tmp_path: Path, yale_dir: Path) -> None:
     settings = ServeSettings(gallery=str(tmp_path / "g.sqlite"), api_key="s3cret")
     with TestClient(create_app(settings)) as c:

@@ -11,6 +11,7 @@ from fastapi.exceptions import RequestValidationError
 from fastapi.responses import JSONResponse
 
 from facefit.errors import FacefitError
+from facefit.serve.limits import BodyLimit
 from facefit.serve.settings import ServeSettings
 
 if TYPE_CHECKING:
@@ -46,6 +47,7 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     app.include_router(system.router)
     app.include_router(faces.router)
     app.include_router(persons.router)
+    app.add_middleware(BodyLimit, limit=int(settings.max_request_mb * 1024 * 1024))
     app.add_exception_handler(FacefitError, _facefit_error)
     app.add_exception_handler(RequestValidationError, _validation_error)
     return app

@@ -22,6 +22,8 @@ class ServeSettings(BaseSettings):
     threshold: float | None = Field(None, gt=0, description="1:N accept threshold (default: the model's own)")
     verify_threshold: float | None = Field(None, gt=0, description="1:1 threshold (default: the model's own)")
     max_upload_mb: float = Field(10.0, gt=0, le=200, description="largest accepted image upload")
+    max_request_mb: float = Field(100.0, gt=0, le=4096, description="largest request body (all its uploads); "
+                                                                   "refused while it arrives")
     max_faces: int = Field(20, ge=1, le=200, description="faces identified per uploaded photo")
     api_key: SecretStr | None = Field(None, description="when set, every endpoint but /health needs "
                                                         "'Authorization: Bearer <key>'")
