@@ -59,6 +59,8 @@ def test_embed_returns_the_models_embedding(client: TestClient, yale_dir: Path, 
 
 
 def test_enrol_identify_and_forget(client: TestClient, yale_dir: Path) -> None:
+    empty = client.post("/identify", files={"image": upload(yale_dir, "subject01/01_surprised.png")})
+    assert empty.status_code == 409 and "gallery is empty" in empty.json()["detail"]
     r = client.post("/persons/alice/faces", files=[("images", upload(yale_dir, "subject01/01_normal.png")),
                                                    ("images", upload(yale_dir, "subject01/01_sad.png"))])
     assert r.status_code == 201 and len(r.json()["added"]) == 2

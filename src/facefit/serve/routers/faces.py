@@ -70,6 +70,10 @@ def identify(state: State, gallery: GalleryDep, form: Annotated[OneImage, Form()
     emb = state.model.embed([f.chip for f in faces]) if faces else None
 
     def search(g):  # noqa: ANN001, ANN202 - runs on the gallery's thread
+        from facefit.gallery.store import GalleryError
+
+        if g.contract is None:
+            raise GalleryError("the gallery is empty: enrol someone first (POST /persons/{name}/faces)")
         limit, where = (threshold, source) if threshold is not None else (g.default_threshold(), "the model's own")
         if emb is None:
             return g.metric, limit, where, []
