@@ -216,3 +216,19 @@ def test_a_gallery_of_another_model_is_refused_at_start(tmp_path: Path, yale_dir
     facefit.save_model(other, tmp_path / "flip-model")
     with pytest.raises(FacefitError, match="holds embeddings of"):
         load_state(ServeSettings(gallery=str(tmp_path / "g.sqlite"), model=str(tmp_path / "flip-model")))
+
+
+def test_a_reembed_under_a_running_server_is_a_409_not_a_wrong_answer(tmp_path: Path, yale_dir: Path) -> None:
+    from dataclasses import replace
+
+    import facefit
+    from facefit.gallery.gallery import Gallery
+
+    other = facefit.create_model("dlib-resnet")
+    other.contract = replace(other.contract, flip_average=True)
+    with TestClient(create_app(ServeSettings(gallery=str(tmp_path / "g.sqlite")))) as c:
+        c.post("/persons/alice/faces", files=[("images", upload(yale_dir, "subject01/01_normal.png"))])
+        with Gallery.open(tmp_path / "g.sqlite") as g:  # another process fine-tuned and re-embedded meanwhile
+            assert g.reembed(other) == 1
+        r = c.post("/identify", files={"image": upload(yale_dir, "subject01/01_happy.png")})
+        assert r.status_code == 409 and "holds embeddings of" in r.json()["detail"]
