@@ -43,7 +43,7 @@ def main() -> None:
         w.write_idx(0, mx.recordio.pack(mx.recordio.IRHeader(2, [n, n + len(ranges)], 0, 0), b""))
         for i, (label, data) in enumerate(items, start=1):
             w.write_idx(i, mx.recordio.pack(mx.recordio.IRHeader(0, float(label), i, 0), data))
-        for k, (label, (a, b)) in enumerate(sorted(ranges.items())):
+        for k, (_, (a, b)) in enumerate(sorted(ranges.items())):
             w.write_idx(n + k, mx.recordio.pack(mx.recordio.IRHeader(2, [a, b], 0, 0), b""))
         w.close()
         with RecordFile(rec) as f:
