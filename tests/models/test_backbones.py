@@ -68,7 +68,11 @@ def test_registered_without_shipped_weights(name: str) -> None:
     assert spec.pretrained is None and c.architecture == name  # the factory rebuilds folders by architecture
     assert c.weights_sha256 is None and c.thresholds == {} and c.distance == "cosine"
     assert c.licence == "MIT (architecture); weights: supplied by the user"
-    assert c.embedding_dim == 512 and c.align.method == "dlib-chip" and c.align.size == c.input_size[0]
+    assert c.embedding_dim == 512 and c.align.size == c.input_size[0]
+    if name == "inception-resnet-v1":
+        assert c.align.method == "dlib-chip"
+    else:  # insightface's models: insightface's own 5-point template crop
+        assert (c.align.method, c.align.landmarks) == ("arcface-5pt", "dlib-68pt")
     with pytest.raises(WeightsNotFoundError, match="no pretrained weights are registered"):
         create_model(name, pretrained=True)
 

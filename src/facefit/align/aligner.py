@@ -12,7 +12,7 @@ import numpy as np
 from facefit.align.detectors import Detection, FaceDetector, make_detector
 from facefit.align.recipe import DLIB_CHIP_150, AlignRecipe
 from facefit.errors import UsageError
-from facefit.io.assets import SHAPE_PREDICTOR_5, verified
+from facefit.io.assets import SHAPE_PREDICTOR_5, SHAPE_PREDICTOR_68, verified
 
 
 class FacePolicy(enum.StrEnum):
@@ -60,12 +60,12 @@ class FaceAligner:
     def __init__(self, config: AlignConfig = AlignConfig(), detector: FaceDetector | None = None) -> None:
         import dlib
 
-        if config.recipe.method != "dlib-chip" or config.recipe.landmarks != "dlib-5pt":
-            raise UsageError(f"unsupported alignment recipe {config.recipe.label}")
+        _check_recipe(config.recipe)
         self.config = config
         self.detector = detector or make_detector(config.detector)
         path, _ = verified(SHAPE_PREDICTOR_5)
         self._predictor = dlib.shape_predictor(str(path))
+        self._predictor68 = None
         self._dlib = dlib
 
     def _shape(self, image: np.ndarray, box: tuple[float, float, float, float]):  # noqa: ANN202
@@ -89,9 +89,26 @@ class FaceAligner:
         return self._chip(image, shape, recipe or self.config.recipe)
 
     def _chip(self, image: np.ndarray, shape, recipe: AlignRecipe) -> np.ndarray:  # noqa: ANN001
-        if recipe.method != "dlib-chip":
-            raise UsageError(f"unsupported alignment recipe {recipe.label}")
+        _check_recipe(recipe)
+        if recipe.method == "arcface-5pt":
+            return self._template_chip(image, shape.rect, recipe.size)
         chip = self._dlib.get_face_chip(image, shape, size=recipe.size, padding=recipe.padding)
+        return np.ascontiguousarray(chip, dtype=np.uint8)
+
+    def _template_chip(self, image: np.ndarray, rect, size: int) -> np.ndarray:  # noqa: ANN001
+        """insightface's crop: 68 landmarks in the face box -> 5 points -> similarity onto the template."""
+        import cv2
+
+        from facefit.align.template import five_points, similarity, template_for
+
+        if self._predictor68 is None:
+            path, _ = verified(SHAPE_PREDICTOR_68)  # loaded only when a template recipe is asked for
+            self._predictor68 = self._dlib.shape_predictor(str(path))
+        shape = self._predictor68(image, rect)
+        pts = np.array([(p.x, p.y) for p in shape.parts()], dtype=np.float64)
+        m = similarity(five_points(pts), template_for(size))
+        chip = cv2.warpAffine(np.ascontiguousarray(image), m, (size, size), flags=cv2.INTER_LINEAR,
+                              borderMode=cv2.BORDER_CONSTANT, borderValue=0)
         return np.ascontiguousarray(chip, dtype=np.uint8)
 
     def __call__(self, image: np.ndarray, faces: FacePolicy | str | None = None) -> list[Face]:
@@ -99,6 +116,12 @@ class FaceAligner:
         image = _as_rgb(image)
         dets = select_faces(self.detector.detect(image), faces or self.config.faces, image.shape)
         return [self.align_box(image, (d.x0, d.y0, d.x1, d.y1), d.score, d.source) for d in dets]
+
+
+def _check_recipe(recipe: AlignRecipe) -> None:
+    known = {("dlib-chip", "dlib-5pt"), ("arcface-5pt", "dlib-68pt")}
+    if (recipe.method, recipe.landmarks) not in known:
+        raise UsageError(f"unsupported alignment recipe {recipe.label}")
 
 
 def _as_rgb(image: np.ndarray) -> np.ndarray:

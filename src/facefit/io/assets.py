@@ -43,6 +43,11 @@ SHAPE_PREDICTOR_5 = AssetFile(
     "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
     "CC0-1.0",
 )
+SHAPE_PREDICTOR_68 = AssetFile(
+    "shape_predictor_68_face_landmarks.dat",
+    "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
+    "CC0-1.0",
+)
 MMOD_DETECTOR = AssetFile(
     "mmod_human_face_detector.dat",
     "4cb19393e2fbaf2b1609a9319ad5386618c886a6234ec1b971f3e87c85d87fe6",
