@@ -13,7 +13,7 @@ import torch.nn.functional as F
 from facefit.errors import UsageError
 from facefit.train.augment import augment
 from facefit.train.config import AugmentConfig, LossConfig, load_config, parse_set
-from facefit.train.guard import L2SP, distillation_loss, freeze_stages
+from facefit.train.guard import L2SP, distillation_loss, freeze_stages, relational_distillation_loss
 from facefit.train.loop import Schedule, _epoch_order
 from facefit.train.losses import build_loss, init_head_from_means
 
@@ -217,6 +217,20 @@ def test_distillation_loss() -> None:
     naive = sum(1 - float(x @ y / (x.norm() * y.norm())) for x, y in zip(a, b)) / 5
     assert float(distillation_loss(a, b)) == pytest.approx(naive, rel=1e-5)
     assert float(distillation_loss(a, 3 * a)) == pytest.approx(0.0, abs=1e-6)
+
+
+def test_relational_distillation_loss() -> None:
+    a, b = torch.randn(6, 4), torch.randn(6, 4)
+
+    def cos(x: torch.Tensor, y: torch.Tensor) -> float:
+        return float(x @ y / (x.norm() * y.norm()))
+
+    naive = sum((cos(a[i], a[j]) - cos(b[i], b[j])) ** 2 for i in range(6) for j in range(6)) / 36
+    assert float(relational_distillation_loss(a, b)) == pytest.approx(naive, rel=1e-5)
+    # A rotation of the whole embedding and a rescaling of each face change nothing: only the relations count.
+    q, _ = torch.linalg.qr(torch.randn(4, 4))
+    assert float(relational_distillation_loss((a @ q) * torch.rand(6, 1).add(0.5), a)) == pytest.approx(0, abs=1e-6)
+    assert float(distillation_loss(a @ q, a)) > 0.1  # which the per-face pull does not allow
 
 
 def test_l2sp_and_freezing() -> None:

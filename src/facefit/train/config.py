@@ -94,6 +94,9 @@ class OptimConfig(_Section):
 
 class GuardConfig(_Section):
     distill_weight: float = Field(10.0, ge=0, description="pull embeddings toward the frozen pretrained model's")
+    distill_kind: Literal["feature", "relational"] = Field(
+        "feature", description="feature: each face's embedding stays near the pretrained one; relational: the "
+                               "batch's pairwise similarities stay near the pretrained ones")
     l2sp_weight: float = Field(0.0, ge=0, description="pull weights toward the pretrained weights")
     freeze_stages: int = Field(3, ge=0, description="freeze the first N stages of the backbone (dlib-resnet: the "
                                                    "stem + 2 of 5 residual stages; faster steps, less forgetting; "

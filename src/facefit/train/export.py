@@ -64,7 +64,8 @@ def _card_markdown(model: FaceEmbedder, cfg: TrainConfig, calibration: dict, car
     lines = [
         f"# {model.contract.name}", "",
         f"Fine-tuned from `{cfg.base}` with facefit ({cfg.loss.kind}, margin {cfg.loss.margin} rad, scale "
-        f"{cfg.loss.scale}; distillation weight {cfg.guard.distill_weight}, L2-SP {cfg.guard.l2sp_weight}, "
+        f"{cfg.loss.scale}; {cfg.guard.distill_kind} distillation weight {cfg.guard.distill_weight}, "
+        f"L2-SP {cfg.guard.l2sp_weight}, "
         f"{cfg.guard.freeze_stages} frozen stage(s)).", "",
         f"- contract: `{model.contract.id}`",
         f"- training data: {', '.join(card['train_data'])} ({card['train_faces']} faces of {card['train_persons']} "

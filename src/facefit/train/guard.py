@@ -1,4 +1,5 @@
-"""Guards against forgetting: distillation to the frozen pretrained model, an L2 pull toward the
+"""Guards against forgetting: distillation to the frozen pretrained model (per face or of the
+batch's pairwise similarities), an L2 pull toward the
 pretrained weights (L2-SP), and freezing the first stages of the backbone."""
 
 from __future__ import annotations
@@ -34,6 +35,20 @@ def freeze_stages(model: nn.Module, n: int) -> int:
 def distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
     """Mean (1 - cosine) between the fine-tuned and the frozen pretrained embeddings of the same faces."""
     return (1.0 - F.cosine_similarity(student.float(), teacher.float(), dim=1)).mean()
+
+
+def relational_distillation_loss(student: torch.Tensor, teacher: torch.Tensor) -> torch.Tensor:
+    """Mean squared difference of the batch's pairwise cosine similarities, fine-tuned vs pretrained.
+
+    It keeps how the faces of a batch sit relative to one another, not where each sits: the
+    embedding may turn as a whole, which a per-face pull (``distillation_loss``) forbids.
+    """
+    s = F.normalize(student.float(), dim=1)
+    t = F.normalize(teacher.float(), dim=1)
+    return (s @ s.T - t @ t.T).pow(2).mean()
+
+
+DISTILLATION = {"feature": distillation_loss, "relational": relational_distillation_loss}
 
 
 class L2SP(nn.Module):

@@ -202,7 +202,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
     from facefit.train.distributed import Dist
     from facefit.train.ema import WeightEMA
     from facefit.train.export import export_model
-    from facefit.train.guard import L2SP, distillation_loss, freeze_stages
+    from facefit.train.guard import DISTILLATION, L2SP, freeze_stages
     from facefit.train.logs import TrainLog
     from facefit.train.losses import CLASSIFICATION, build_loss, init_head_from_means
     from facefit.train.validate import PairsValidator, prototype_loss
@@ -260,6 +260,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
     model.to(device=device, memory_format=memory_format)
 
     teacher = None
+    distill = DISTILLATION[cfg.guard.distill_kind]
     if cfg.guard.distill_weight > 0:
         frozen_copy = copy.deepcopy(model).eval()
         for p in frozen_copy.parameters():
@@ -362,7 +363,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                     if teacher is not None:
                         with torch.no_grad():
                             target = teacher.run_stages(x, prefix) if prefix else teacher(x)
-                        d_loss = distillation_loss(emb, target)
+                        d_loss = distill(emb, target)
                         loss = loss + cfg.guard.distill_weight * d_loss
                         sums["distill_loss"] += d_loss.item()
                     if l2sp is not None:
