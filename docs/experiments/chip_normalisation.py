@@ -16,11 +16,15 @@ Nothing derived from the faces is written.
 from __future__ import annotations
 
 import argparse
+import sys
 from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
 import numpy as np
+
+sys.path.insert(0, str(Path(__file__).parent))
+from posthoc_adaptation import metrics, unit  # noqa: E402
 
 
 def grey(c: np.ndarray) -> np.ndarray:
@@ -67,7 +71,6 @@ def main() -> None:
     ap.add_argument("--only", nargs="*", default=list(TRANSFORMS))
     args = ap.parse_args()
 
-    from facefit.eval.metrics import verification_metrics
     from facefit.io.assets import cache_dir
     from facefit.io.cache import EvalCache
     from facefit.models import create_model
@@ -84,10 +87,9 @@ def main() -> None:
     for name in args.only:
         row = []
         for v in sets.values():
-            e = model.embed(TRANSFORMS[name](v.chips))
-            e /= np.linalg.norm(e, axis=1, keepdims=True)
-            m = verification_metrics((e[v.a] * e[v.b]).sum(1), v.same, v.folds)
-            row.append(f"{m['accuracy']:.4f} {m['auc']:.4f} {m['tar_at_far_1e-2']:.3f}")
+            e = unit(model.embed(TRANSFORMS[name](v.chips)))
+            z = {"s_same": v.same, "s_f": v.folds}
+            row.append(metrics(z, "s", (e[v.a] * e[v.b]).sum(1)))
         print(f"{name:12s} {row[0]:30s} {row[1].split()[0]}", flush=True)
 
 

@@ -90,6 +90,13 @@ def within_scatter(e: np.ndarray, y: np.ndarray) -> tuple[np.ndarray, np.ndarray
     return w.T @ w / len(e), means, classes
 
 
+def held_out_mask(y: np.ndarray) -> np.ndarray:
+    """The training photos of the persons ``facefit train`` holds out (10%, seed 0)."""
+    order = list(range(int(y.max()) + 1))
+    random.Random(0).shuffle(order)
+    return np.isin(y, order[: round(len(order) * 0.1)])
+
+
 def linear_maps(z: dict) -> dict[str, callable]:
     tr, y, age = unit(z["tr"]), z["tr_y"], z["tr_age"]
     mu = tr.mean(0)
@@ -108,9 +115,7 @@ def linear_maps(z: dict) -> dict[str, callable]:
     _, va = np.linalg.eigh(np.cov((am - mu).T, aweights=[np.sum(age == a) for a in ages]))
     nap = np.eye(len(va)) - va[:, ::-1][:, :2] @ va[:, ::-1][:, :2].T
     maps["age directions removed (2)"] = lambda e, nap=nap: unit(e) @ nap
-    order = list(range(int(y.max()) + 1))
-    random.Random(0).shuffle(order)  # the persons facefit train holds out (10%, seed 0)
-    held = np.isin(y, order[: round(len(order) * 0.1)])
+    held = held_out_mask(y)
     swh, _, _ = within_scatter(tr[held], y[held])
     wh, mh = inv_sqrt(shrink(swh, 0.7)), tr[held].mean(0)
     maps["wccn on held-out persons, shrink 0.7"] = lambda e: (unit(e) - mh) @ wh

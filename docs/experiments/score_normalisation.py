@@ -21,14 +21,13 @@ Embeddings are cached in ``--out`` by ``posthoc_adaptation.embed_sets``.
 from __future__ import annotations
 
 import argparse
-import random
 import sys
 from pathlib import Path
 
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).parent))
-from posthoc_adaptation import embed_sets, metrics, unit  # noqa: E402
+from posthoc_adaptation import embed_sets, held_out_mask, metrics, unit  # noqa: E402
 
 
 def cohort_stats(e: np.ndarray, cohort: np.ndarray, k: int | None) -> tuple[np.ndarray, np.ndarray]:
@@ -50,9 +49,7 @@ def cohorts(z: dict) -> dict[str, np.ndarray]:
     tr, y = unit(z["tr"]), z["tr_y"]
     classes = np.unique(y)
     means = unit(np.stack([tr[y == c].mean(0) for c in classes]))
-    order = list(range(int(y.max()) + 1))
-    random.Random(0).shuffle(order)  # the persons facefit train holds out (10%, seed 0)
-    held = np.isin(y, order[: round(len(order) * 0.1)])
+    held = held_out_mask(y)
     return {"training photos": tr, "person means": means, "held-out photos": tr[held]}
 
 

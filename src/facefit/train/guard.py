@@ -1,6 +1,6 @@
-"""Guards against forgetting: distillation to the frozen pretrained model (per face or of the
-batch's pairwise similarities), an L2 pull toward the
-pretrained weights (L2-SP), and freezing the first stages of the backbone."""
+"""Guards against forgetting: distillation to the frozen pretrained model (per face, or of the
+batch's pairwise similarities), an L2 pull toward the pretrained weights (L2-SP), and freezing
+the first stages of the backbone."""
 
 from __future__ import annotations
 
