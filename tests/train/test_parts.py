@@ -11,6 +11,7 @@ import torch
 import torch.nn.functional as F
 
 from facefit.errors import UsageError
+from facefit.train.adapters import add_adapters, freeze_all_but_adapters, has_adapters, merge_adapters
 from facefit.train.augment import augment
 from facefit.train.config import AugmentConfig, LossConfig, load_config, parse_set
 from facefit.train.guard import L2SP, distillation_loss, freeze_stages, relational_distillation_loss
@@ -42,6 +43,9 @@ def test_config_defaults_and_overrides(tmp_path: Path) -> None:
     ("data:\n  val_pairs: p.csv\n", "go together"),
     ("- a list\n", "must be a mapping"),
     ("pretrained: false\n", "guard.distill_weight=0 and guard.freeze_stages=0"),
+    ("guard:\n  adapter_rank: 8\n  l2sp_weight: 1\n", "optim.weight_decay pulls the adapters"),
+    ("guard:\n  adapter_rank: -1\n", "guard.adapter_rank"),
+    ("guard:\n  anchors: [faces]\n  distill_weight: 0\n", "guard.distill_weight=0 turns off"),
 ])
 def test_config_errors_are_clear(tmp_path: Path, text: str, message: str) -> None:
     f = tmp_path / "c.yaml"
@@ -319,3 +323,60 @@ def test_weight_ema_against_a_running_average() -> None:
     again = WeightEMA(net, 0.8)
     again.load_state_dict(ema.state_dict())
     assert all(torch.equal(a, b) for a, b in zip(again.shadow, ema.shadow))
+
+
+# --- adapters ---------------------------------------------------------------------------------------------------
+
+def test_low_rank_delta_against_a_naive_update() -> None:
+    torch.manual_seed(0)
+    conv = torch.nn.Conv2d(6, 5, 3, padding=1)
+    w0 = conv.weight.detach().clone()
+    assert add_adapters([conv], rank=2) == 1
+    delta = conv.parametrizations["weight"][0]
+    assert delta.A.shape == (2, 6 * 9) and delta.B.shape == (5, 2)
+    x = torch.randn(2, 6, 7, 7)
+    assert torch.equal(conv(x), F.conv2d(x, w0, conv.bias, padding=1))  # B = 0: exactly the pretrained layer
+    with torch.no_grad():
+        delta.B.normal_()
+    rms = float(w0.pow(2).mean().sqrt())
+    naive = w0.clone()
+    for o in range(5):
+        for i in range(6):
+            for r in range(3):
+                for c in range(3):
+                    naive[o, i, r, c] += rms / 2 ** 0.5 * sum(
+                        float(delta.B[o, k]) * float(delta.A[k, i * 9 + r * 3 + c]) for k in range(2))
+    torch.testing.assert_close(conv.weight, naive, rtol=1e-5, atol=1e-6)
+    assert not conv.parametrizations["weight"].original.requires_grad and not conv.bias.requires_grad
+    torch.testing.assert_close(conv(x), F.conv2d(x, naive, conv.bias, padding=1), rtol=1e-4, atol=1e-5)
+    assert merge_adapters(conv) == 1 and not has_adapters(conv)
+    torch.testing.assert_close(conv.weight, naive, rtol=1e-5, atol=1e-6)
+    assert set(dict(conv.named_parameters())) == {"weight", "bias"}
+
+
+def test_adapters_on_dlib_resnet_train_only_themselves_and_merge_into_the_plain_model(johns) -> None:
+    from facefit import create_model
+
+    m = create_model("dlib-resnet", pretrained=True)
+    plain_keys = set(m.state_dict())
+    chips = johns[0][:4]
+    before = m.embed(chips)
+    n = add_adapters(m.stage_list()[4:], rank=4)
+    freeze_all_but_adapters(m)
+    assert n == 3 * 2 + 1 * 2 + 1  # stage 4 (3 blocks x 2 convs), stage 5 (1 block), the fc
+    trainable = [name for name, p in m.named_parameters() if p.requires_grad]
+    assert trainable and all(name.endswith((".A", ".B")) for name in trainable)
+    assert not any(name.startswith(("stages.0", "stages.1", "stages.2")) for name in trainable)
+    np.testing.assert_allclose(m.embed(chips), before, atol=1e-5)  # starts as the pretrained model
+    opt = torch.optim.SGD([p for p in m.parameters() if p.requires_grad], lr=0.5)
+    x = m.preprocess(torch.from_numpy(chips))
+    loss = m(x).pow(2).sum()
+    loss.backward()
+    opt.step()
+    with torch.no_grad():
+        trained = m(x).numpy()
+    assert np.abs(trained - before).max() > 1e-2
+    np.testing.assert_allclose(m.embed(chips), trained, rtol=1e-4, atol=1e-4)  # the merged, folded copy agrees
+    merge_adapters(m)
+    assert set(m.state_dict()) == plain_keys  # an ordinary dlib-resnet again
+    np.testing.assert_allclose(m.embed(chips), trained, rtol=1e-4, atol=1e-4)

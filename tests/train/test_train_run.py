@@ -108,6 +108,53 @@ def test_trains_another_backbone_from_scratch(tiny: Path, tmp_path: Path) -> Non
     assert emb.shape == (2, tuned.embedding_dim) and np.isfinite(emb).all()
 
 
+def test_adapter_run_trains_only_low_rank_updates_and_exports_the_plain_model(tiny: Path, tmp_path: Path,
+                                                                              johns) -> None:
+    from facefit.train.checkpoint import load_checkpoint
+
+    run = tmp_path / "run"
+    lines: list[str] = []
+    cfg = _cfg(tiny, **{"guard.adapter_rank": 4, "guard.freeze_stages": 4, "optim.lr": 1e-3, "optim.epochs": 2,
+                        "optim.ema": 0.9})
+    train(cfg, run, log=lines.append)
+    assert any("rank-4 adapters on 9 layers" in ln for ln in lines)
+    assert any(".parametrizations.weight.0.B" in k for k in load_checkpoint(run / "checkpoints" / "last.pt")["model"])
+    reference = load_checkpoint(run / "checkpoints" / "reference.pt")["model"]
+    tuned = create_model(run)
+    exported = tuned.state_dict()
+    assert set(exported) == set(reference)  # merged: an ordinary dlib-resnet
+    changed = {k for k in reference if not torch.equal(reference[k], exported[k])}
+    # Only the adapted weights moved: convs of the last two stages and the fc, never an affine or a bias.
+    assert changed and all(k.endswith(".weight") and k.startswith(("stages.3.", "stages.4.", "fc.")) and ".aff" not in k
+                           for k in changed)
+    emb = tuned.embed(johns[0][:4])
+    assert np.isfinite(emb).all() and emb.shape == (4, 128)
+
+
+def test_anchor_faces_are_aligned_distilled_and_logged(tiny: Path, tmp_path: Path, yale_files: list[Path]) -> None:
+    from facefit.train.logs import TrainLog
+
+    anchors = tmp_path / "anchors"
+    anchors.mkdir()
+    for f in yale_files[:12]:
+        (anchors / f"{f.parent.name}_{f.name}").symlink_to(f)
+    (anchors / "notes.txt").write_text("not a face")
+    lines: list[str] = []
+    train(_cfg(tiny, **{"guard.anchors": [str(anchors)], "guard.anchor_batch": 8, "guard.anchor_weight": 50,
+                         "optim.epochs": 1}),
+          tmp_path / "run", log=lines.append)
+    assert any(ln.startswith("12 anchor faces from") for ln in lines)
+    assert any("1 non-image file(s) ignored" in ln for ln in lines)
+    row = TrainLog(tmp_path / "run", tensorboard=False).rows[0]
+    assert float(row["anchor_loss"]) > 0  # the anchors went through student and teacher
+    assert any("anchors " in ln for ln in lines if ln.startswith("epoch 1"))
+    with pytest.raises(FacefitError, match="guard.anchors: no images under"):
+        empty = tmp_path / "empty"
+        empty.mkdir()
+        train(_cfg(tiny, **{"guard.anchors": [str(empty)]}), tmp_path / "run2")
+    assert not (tmp_path / "run2").exists()  # a run failing before its first epoch leaves nothing behind
+
+
 def _launch(args: list[str], env: dict | None = None) -> subprocess.Popen:
     return subprocess.Popen([sys.executable, "-m", "facefit.cli.app", "train", *args], stdout=subprocess.PIPE,
                             stderr=subprocess.STDOUT, text=True,

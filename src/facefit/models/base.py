@@ -50,8 +50,18 @@ class FaceEmbedder(nn.Module):
         """
         import copy
 
+        from torch.nn.utils import parametrize
+
         net = copy.deepcopy(self)
         net.__dict__.pop("_inference_cache", None)
+        for layer in list(net.modules()):  # training-time reparametrizations (adapters) become plain weights
+            if parametrize.is_parametrized(layer):
+                # deepcopy shares the generated Parametrized* class; removing a parametrization deletes its
+                # property from that class, which would break the original too. Give the copy its own.
+                cls = type(layer)
+                layer.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+                for name in list(layer.parametrizations):
+                    parametrize.remove_parametrizations(layer, name, leave_parametrized=True)
         return net
 
     def _inference_net(self) -> nn.Module:

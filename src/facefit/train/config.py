@@ -101,6 +101,15 @@ class GuardConfig(_Section):
     freeze_stages: int = Field(3, ge=0, description="freeze the first N stages of the backbone (dlib-resnet: the "
                                                    "stem + 2 of 5 residual stages; faster steps, less forgetting; "
                                                    "0 to train from scratch)")
+    anchors: list[Path] = Field(default_factory=list, description="folders of faces of the population the model "
+                                                                  "must not forget (never the benchmark): only "
+                                                                  "distilled, their identities are not used")
+    anchor_batch: int = Field(32, ge=1, description="anchor faces added to every step")
+    anchor_weight: float | None = Field(None, ge=0, description="the anchors' distillation weight (default: "
+                                                                "guard.distill_weight)")
+    adapter_rank: int = Field(0, ge=0, description="0: train the weights of the stages after the frozen ones; N: "
+                                                  "keep them frozen too and learn a rank-N update of each conv and "
+                                                  "linear weight there (LoRA), merged into the weights on export")
 
 
 class TrainConfig(_Section):
@@ -139,6 +148,14 @@ class TrainConfig(_Section):
         if not self.pretrained and (self.guard.distill_weight or self.guard.freeze_stages):
             raise ValueError("pretrained: false starts from random weights, which the guards would pull toward "
                              "or freeze; set guard.distill_weight=0 and guard.freeze_stages=0")
+        if self.guard.adapter_rank and self.guard.l2sp_weight:
+            raise ValueError("guard.l2sp_weight pulls trained weights toward the pretrained ones, but with "
+                             "guard.adapter_rank those stay frozen; optim.weight_decay pulls the adapters to zero")
+        if self.guard.anchors and not self.guard.distill_weight:
+            raise ValueError("guard.anchors are distilled toward the frozen pretrained model, which "
+                             "guard.distill_weight=0 turns off")
+        if self.guard.adapter_rank and not self.pretrained:
+            raise ValueError("guard.adapter_rank adapts pretrained weights; pretrained: false has none")
         if self.data.val_pairs is None and self.data.held_out == 0 and self.early_stop:
             raise ValueError("early_stop needs validation: data.val_pairs or data.val_fraction > 0")
         return self

@@ -17,7 +17,7 @@ from facefit.align.aligner import AlignConfig, FacePolicy
 from facefit.align.cached import ProgressFactory, cached_chips, content_digest, hash_files, no_progress
 from facefit.align.recipe import AlignRecipe
 from facefit.data.folders import IdentityFolders
-from facefit.errors import FacefitError
+from facefit.errors import FacefitError, UsageError
 from facefit.io.cache import EvalCache
 from facefit.train.config import DataConfig
 
@@ -138,3 +138,24 @@ def prepare_data(cfg: DataConfig, recipe: AlignRecipe, cache: EvalCache, *, seed
     train = _chip_data(train_persons, chips, index, missing)
     val = _chip_data(val_persons, chips, index, missing) if val_persons else None
     return PreparedData(train, val, digest, notes)
+
+
+def prepare_anchors(roots: list[Path], recipe: AlignRecipe, cache: EvalCache, *, detector: str = "auto",
+                    workers: int | None = None,
+                    progress: ProgressFactory = no_progress) -> tuple[np.ndarray, list[str]]:
+    """Aligned chips of every image under the anchor folders (recursively), and notes for the log."""
+    from facefit.io.files import collect_images
+
+    try:
+        found = collect_images(roots)
+    except UsageError as exc:
+        raise FacefitError(f"guard.anchors: {exc}") from None
+    if not found.files:
+        raise FacefitError(f"guard.anchors: no images under {', '.join(str(r) for r in roots)}")
+    config = AlignConfig(detector=detector, faces=FacePolicy.largest, recipe=recipe)
+    got = cached_chips(found.files, config, cache, workers=workers, progress=progress)
+    notes = [f"{len(found.files)} anchor faces from {', '.join(str(r) for r in roots)}"
+             + (f" ({len(got.no_face)} without a detected face, cut from the median box)" if got.no_face else "")]
+    if found.skipped:
+        notes.append(f"guard.anchors: {len(found.skipped)} non-image file(s) ignored, e.g. {found.skipped[0]}")
+    return got.chips, notes

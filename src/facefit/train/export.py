@@ -10,6 +10,7 @@ from typing import Any
 
 from facefit.models.artifact import save_model
 from facefit.models.base import FaceEmbedder
+from facefit.train.adapters import merge_adapters
 from facefit.train.config import TrainConfig
 
 
@@ -53,6 +54,7 @@ def export_model(model: FaceEmbedder, cfg: TrainConfig, run_dir: Path, metrics: 
         "validation_metrics": {k: _finite(metrics.get(k)) for k in keep if k in metrics},
         "config_digest": cfg.digest(),
     }
+    merge_adapters(model)  # the artefact is the plain base architecture
     out = save_model(model, run_dir / "model", overwrite=True,
                      metadata={"calibration": calibration, "card": card, "config": cfg.model_dump(mode="json")})
     (out / "MODEL_CARD.md").write_text(_card_markdown(model, cfg, calibration, card))
@@ -66,7 +68,11 @@ def _card_markdown(model: FaceEmbedder, cfg: TrainConfig, calibration: dict, car
         f"Fine-tuned from `{cfg.base}` with facefit ({cfg.loss.kind}, margin {cfg.loss.margin} rad, scale "
         f"{cfg.loss.scale}; {cfg.guard.distill_kind} distillation weight {cfg.guard.distill_weight}, "
         f"L2-SP {cfg.guard.l2sp_weight}, "
-        f"{cfg.guard.freeze_stages} frozen stage(s)).", "",
+        f"{cfg.guard.freeze_stages} frozen stage(s)"
+        + (f"; the later stages trained as rank-{cfg.guard.adapter_rank} adapters, merged into the weights"
+           if cfg.guard.adapter_rank else "")
+        + (f"; anchor faces distilled from {', '.join(str(a) for a in cfg.guard.anchors)}" if cfg.guard.anchors
+           else "") + ").", "",
         f"- contract: `{model.contract.id}`",
         f"- training data: {', '.join(card['train_data'])} ({card['train_faces']} faces of {card['train_persons']} "
         f"persons; sha256 {card['train_data_sha256'][:12]})",

@@ -8,7 +8,8 @@ from pathlib import Path
 from typing import Any
 
 LOG_FIELDS = ("epoch", "step", "seconds", "lr", "images_per_s", "train_loss", "metric_loss", "distill_loss",
-              "l2sp_loss", "val_loss", "accuracy", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3", "threshold")
+              "l2sp_loss", "anchor_loss", "val_loss", "accuracy", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3",
+              "threshold")
 
 
 class TrainLog:

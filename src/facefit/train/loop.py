@@ -129,9 +129,13 @@ class _Step(nn.Module):
         self.loss = loss
         self.start = start
 
-    def forward(self, x: torch.Tensor, y: torch.Tensor) -> tuple[torch.Tensor, torch.Tensor]:
+    def forward(self, x: torch.Tensor, y: torch.Tensor,
+                anchors: torch.Tensor | None = None) -> tuple[torch.Tensor, torch.Tensor, torch.Tensor | None]:
+        n = len(x)
+        if anchors is not None:  # one pass for both, so DDP sees a single forward
+            x = torch.cat([x, anchors])
         emb = self.model.run_stages(x, self.start) if self.start else self.model(x)
-        return emb, self.loss(emb.float(), y)
+        return emb[:n], self.loss(emb[:n].float(), y), (emb[n:] if anchors is not None else None)
 
 
 def _param_groups(model: nn.Module, loss: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
@@ -196,9 +200,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
     from facefit.io.cache import EvalCache
     from facefit.models import create_model
     from facefit.models.standardize import standardize_
+    from facefit.train.adapters import add_adapters, freeze_all_but_adapters
     from facefit.train.augment import augment
     from facefit.train.checkpoint import load_checkpoint, rng_state, save_checkpoint, set_rng_state
-    from facefit.train.data import prepare_data
+    from facefit.train.data import prepare_anchors, prepare_data
     from facefit.train.distributed import Dist
     from facefit.train.ema import WeightEMA
     from facefit.train.export import export_model
@@ -229,6 +234,14 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                 data = prepare_data(cfg.data, recipe, cache, seed=cfg.seed, workers=cfg.workers,
                                     progress=progress if dist.main else no_progress)
             dist.barrier()
+        anchors, anchor_notes = None, []
+        if cfg.guard.anchors:
+            for turn in (0, 1):
+                if dist.main == (turn == 0):
+                    anchors, anchor_notes = prepare_anchors(cfg.guard.anchors, recipe, cache,
+                                                            detector=cfg.data.detector, workers=cfg.workers,
+                                                            progress=progress if dist.main else no_progress)
+                dist.barrier()
         validator = None
         if cfg.data.val_pairs is not None and dist.main:
             validator = PairsValidator.build(cfg.data.val_pairs, cfg.data.val_root, recipe, cache,
@@ -237,7 +250,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
     if dist.main and validator is None and val_set is not None:
         validator = PairsValidator.from_held_out(val_set.chips, val_set.labels, cfg.seed)
     if dist.main:
-        for note in data.notes:
+        for note in data.notes + anchor_notes:
             log(note)
         log(f"training on {len(train_set)} faces of {train_set.n_persons} persons"
             + (f"; {len(val_set)} faces of {val_set.n_persons} held-out persons" if val_set else "")
@@ -274,6 +287,13 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                              cfg.loss.sub_centers if cfg.loss.kind == "subcenter-arcface" else 1,
                              torch.Generator().manual_seed(cfg.seed))
     frozen = freeze_stages(model, cfg.guard.freeze_stages)
+    if cfg.guard.adapter_rank:
+        adapted = add_adapters(model.stage_list()[cfg.guard.freeze_stages:], cfg.guard.adapter_rank, cfg.seed)
+        freeze_all_but_adapters(model)
+        frozen = sum(p.numel() for p in model.parameters() if not p.requires_grad)
+        if dist.main and state is None:
+            log(f"rank-{cfg.guard.adapter_rank} adapters on {adapted} layers after the first "
+                f"{cfg.guard.freeze_stages} stages; every pretrained weight stays frozen")
     l2sp = L2SP(model).to(device) if cfg.guard.l2sp_weight > 0 else None
     if state is not None:
         model.load_state_dict(state["model"])
@@ -322,6 +342,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                                                       else "") + f"; device {device}")
 
     budget = o.time_budget_min * 60 if o.time_budget_min else None
+    g = cfg.guard
+    anchor_weight = g.distill_weight if g.anchor_weight is None else g.anchor_weight
     t0 = time.perf_counter() - elapsed_before
     images_seen, train_seconds = 0, 0.0
     finished = bool(state and state.get("finished"))
@@ -344,6 +366,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
         for stage in model.stage_list()[:prefix]:
             stage.eval()  # frozen means frozen: batch-norm layers there keep their running statistics
         sums = {"train_loss": 0.0, "metric_loss": 0.0, "distill_loss": 0.0, "l2sp_loss": 0.0}
+        if anchors is not None:
+            sums["anchor_loss"] = 0.0
         n_steps, t_epoch = 0, time.perf_counter()
         stop = False
         with progress(f"epoch {epoch + 1}/{o.epochs}", steps_per_epoch) as bar:
@@ -354,18 +378,27 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                 x = torch.from_numpy(train_set.chips[idx]).to(device).permute(0, 3, 1, 2).float()
                 x = model.normalize(augment(x, cfg.augment, gen)).contiguous(memory_format=memory_format)
                 y = torch.from_numpy(train_set.labels[idx]).to(device)
+                xa = None
+                if anchors is not None:
+                    ia = torch.randint(len(anchors), (cfg.guard.anchor_batch,), generator=gen).numpy()
+                    xa = torch.from_numpy(anchors[np.sort(ia)]).to(device).permute(0, 3, 1, 2).float()
+                    xa = model.normalize(augment(xa, cfg.augment, gen)).contiguous(memory_format=memory_format)
                 with torch.autocast("cuda", dtype=torch.bfloat16, enabled=use_amp):
                     if prefix:
                         with torch.no_grad():
                             x = model.run_stages(x, 0, prefix)
-                    emb, metric_loss = step_module(x, y)
+                            xa = model.run_stages(xa, 0, prefix) if xa is not None else None
+                    emb, metric_loss, emb_a = step_module(x, y, xa)
                     loss = metric_loss
-                    if teacher is not None:
+                    for key, student, inputs, weight in (("distill_loss", emb, x, g.distill_weight),
+                                                         ("anchor_loss", emb_a, xa, anchor_weight)):
+                        if teacher is None or student is None:
+                            continue
                         with torch.no_grad():
-                            target = teacher.run_stages(x, prefix) if prefix else teacher(x)
-                        d_loss = distill(emb, target)
-                        loss = loss + cfg.guard.distill_weight * d_loss
-                        sums["distill_loss"] += d_loss.item()
+                            target = teacher.run_stages(inputs, prefix) if prefix else teacher(inputs)
+                        term = distill(student, target)
+                        loss = loss + weight * term
+                        sums[key] += term.item()
                     if l2sp is not None:
                         r_loss = l2sp(model)
                         loss = loss + cfg.guard.l2sp_weight * r_loss
@@ -468,6 +501,8 @@ def _epoch_line(row: dict[str, Any], cfg: TrainConfig, is_best: bool) -> str:
              f"metric {f('metric_loss', '{:.3f}')}"]
     if cfg.guard.distill_weight:
         parts.append(f"distill {f('distill_loss', '{:.4f}')}")
+    if cfg.guard.anchors:
+        parts.append(f"anchors {f('anchor_loss', '{:.4f}')}")
     parts.append(f"{f('images_per_s', '{:.0f}')} img/s")
     if row.get("accuracy") is not None:
         parts.append(f"val acc {f('accuracy')} AUC {f('auc')} TAR@1e-2 {f('tar_at_far_1e-2', '{:.3f}')}")
