@@ -11,6 +11,23 @@ from torch import nn
 from facefit.models.contract import EmbeddingContract
 
 
+def bake_parametrizations(module: nn.Module) -> int:
+    """Replace every parametrized tensor under ``module`` by its current value, in place; returns how many."""
+    from torch.nn.utils import parametrize
+
+    count = 0
+    for layer in list(module.modules()):
+        if parametrize.is_parametrized(layer):
+            # A deepcopy shares torch's generated Parametrized* class with its original, and removing a
+            # parametrization deletes the property from that class, breaking the original too: own class first.
+            cls = type(layer)
+            layer.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
+            for name in list(layer.parametrizations):
+                parametrize.remove_parametrizations(layer, name, leave_parametrized=True)
+                count += 1
+    return count
+
+
 class FaceEmbedder(nn.Module):
     """An ``nn.Module`` mapping aligned face chips to embeddings.
 
@@ -50,18 +67,9 @@ class FaceEmbedder(nn.Module):
         """
         import copy
 
-        from torch.nn.utils import parametrize
-
         net = copy.deepcopy(self)
         net.__dict__.pop("_inference_cache", None)
-        for layer in list(net.modules()):  # training-time reparametrizations (adapters) become plain weights
-            if parametrize.is_parametrized(layer):
-                # deepcopy shares the generated Parametrized* class; removing a parametrization deletes its
-                # property from that class, which would break the original too. Give the copy its own.
-                cls = type(layer)
-                layer.__class__ = type(cls.__name__, cls.__bases__, dict(cls.__dict__))
-                for name in list(layer.parametrizations):
-                    parametrize.remove_parametrizations(layer, name, leave_parametrized=True)
+        bake_parametrizations(net)  # training-time reparametrizations (adapters) become plain weights
         return net
 
     def _inference_net(self) -> nn.Module:

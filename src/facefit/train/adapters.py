@@ -16,6 +16,8 @@ import torch
 from torch import nn
 from torch.nn.utils import parametrize
 
+from facefit.models.base import bake_parametrizations
+
 ADAPTED = (nn.Conv2d, nn.Linear)
 
 
@@ -69,16 +71,4 @@ def freeze_all_but_adapters(model: nn.Module) -> None:
 
 def merge_adapters(model: nn.Module) -> int:
     """Fold every adapter into its weight in place; returns how many were merged."""
-    count = 0
-    for layer in list(model.modules()):
-        if parametrize.is_parametrized(layer, "weight") and any(
-                isinstance(p, LowRankDelta) for p in layer.parametrizations["weight"]):
-            requires_grad = layer.parametrizations["weight"].original.requires_grad
-            parametrize.remove_parametrizations(layer, "weight", leave_parametrized=True)
-            layer.weight.requires_grad_(requires_grad)
-            count += 1
-    return count
-
-
-def has_adapters(model: nn.Module) -> bool:
-    return any(isinstance(m, LowRankDelta) for m in model.modules())
+    return bake_parametrizations(model)

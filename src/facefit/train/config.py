@@ -111,6 +111,11 @@ class GuardConfig(_Section):
                                                   "keep them frozen too and learn a rank-N update of each conv and "
                                                   "linear weight there (LoRA), merged into the weights on export")
 
+    @property
+    def anchor_weight_or_default(self) -> float:
+        """The anchors' distillation weight: as set, else the training faces' one."""
+        return self.distill_weight if self.anchor_weight is None else self.anchor_weight
+
 
 class TrainConfig(_Section):
     base: str = "dlib-resnet"

@@ -138,6 +138,16 @@ class _Step(nn.Module):
         return emb[:n], self.loss(emb[:n].float(), y), (emb[n:] if anchors is not None else None)
 
 
+def _main_rank_first(dist: Any, make: Callable[[], Any]) -> Any:
+    """``make()`` on rank 0 first (it detects and caches), then on the other ranks (they read the cache)."""
+    out = None
+    for turn in (0, 1):
+        if dist.main == (turn == 0):
+            out = make()
+        dist.barrier()
+    return out
+
+
 def _param_groups(model: nn.Module, loss: nn.Module, cfg: TrainConfig) -> list[dict[str, Any]]:
     o = cfg.optim
     decay = [p for p in model.parameters() if p.requires_grad and p.ndim > 1]
@@ -229,19 +239,13 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
         model.contract = replace(model.contract, flip_average=True)
     recipe = model.contract.align
     with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
-        for turn in (0, 1):  # rank 0 detects and caches first; the others then read the cache
-            if dist.main == (turn == 0):
-                data = prepare_data(cfg.data, recipe, cache, seed=cfg.seed, workers=cfg.workers,
-                                    progress=progress if dist.main else no_progress)
-            dist.barrier()
+        bar = progress if dist.main else no_progress
+        data = _main_rank_first(dist, lambda: prepare_data(cfg.data, recipe, cache, seed=cfg.seed,
+                                                           workers=cfg.workers, progress=bar))
         anchors, anchor_notes = None, []
         if cfg.guard.anchors:
-            for turn in (0, 1):
-                if dist.main == (turn == 0):
-                    anchors, anchor_notes = prepare_anchors(cfg.guard.anchors, recipe, cache,
-                                                            detector=cfg.data.detector, workers=cfg.workers,
-                                                            progress=progress if dist.main else no_progress)
-                dist.barrier()
+            anchors, anchor_notes = _main_rank_first(dist, lambda: prepare_anchors(
+                cfg.guard.anchors, recipe, cache, detector=cfg.data.detector, workers=cfg.workers, progress=bar))
         validator = None
         if cfg.data.val_pairs is not None and dist.main:
             validator = PairsValidator.build(cfg.data.val_pairs, cfg.data.val_root, recipe, cache,
@@ -342,8 +346,6 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                                                       else "") + f"; device {device}")
 
     budget = o.time_budget_min * 60 if o.time_budget_min else None
-    g = cfg.guard
-    anchor_weight = g.distill_weight if g.anchor_weight is None else g.anchor_weight
     t0 = time.perf_counter() - elapsed_before
     images_seen, train_seconds = 0, 0.0
     finished = bool(state and state.get("finished"))
@@ -390,8 +392,9 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                             xa = model.run_stages(xa, 0, prefix) if xa is not None else None
                     emb, metric_loss, emb_a = step_module(x, y, xa)
                     loss = metric_loss
-                    for key, student, inputs, weight in (("distill_loss", emb, x, g.distill_weight),
-                                                         ("anchor_loss", emb_a, xa, anchor_weight)):
+                    for key, student, inputs, weight in (
+                            ("distill_loss", emb, x, cfg.guard.distill_weight),
+                            ("anchor_loss", emb_a, xa, cfg.guard.anchor_weight_or_default)):
                         if teacher is None or student is None:
                             continue
                         with torch.no_grad():
