@@ -340,12 +340,13 @@ def test_low_rank_delta_against_a_naive_update() -> None:
         delta.B.normal_()
     rms = float(w0.pow(2).mean().sqrt())
     naive = w0.clone()
+    a, b = delta.A.detach(), delta.B.detach()
     for o in range(5):
         for i in range(6):
             for r in range(3):
                 for c in range(3):
                     naive[o, i, r, c] += rms / 2 ** 0.5 * sum(
-                        float(delta.B[o, k]) * float(delta.A[k, i * 9 + r * 3 + c]) for k in range(2))
+                        float(b[o, k]) * float(a[k, i * 9 + r * 3 + c]) for k in range(2))
     torch.testing.assert_close(conv.weight, naive, rtol=1e-5, atol=1e-6)
     assert not conv.parametrizations["weight"].original.requires_grad and not conv.bias.requires_grad
     torch.testing.assert_close(conv(x), F.conv2d(x, naive, conv.bias, padding=1), rtol=1e-4, atol=1e-5)
