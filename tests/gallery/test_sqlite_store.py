@@ -5,7 +5,6 @@ from __future__ import annotations
 import json
 import multiprocessing as mp
 import sqlite3
-import threading
 from pathlib import Path
 
 import numpy as np
@@ -134,32 +133,6 @@ def test_schema_version_and_foreign_files(tmp_path: Path) -> None:
     assert junk.read_bytes().startswith(b"this is not")  # never touched
     with pytest.raises(GalleryError, match="no gallery"):
         SQLiteStore(tmp_path / "missing.sqlite", create=False)
-
-
-def test_many_openers_creating_one_gallery_at_once_all_succeed(tmp_path: Path) -> None:
-    # SQLite refuses a racing journal-mode switch at once rather than waiting; CI once lost a
-    # writer to it. Threads race the same file locks as processes and start far faster.
-    failures: list[str] = []
-
-    def opener(path: Path, start: threading.Barrier) -> None:
-        start.wait()
-        try:
-            SQLiteStore(path).close()
-        except GalleryError as exc:
-            failures.append(str(exc))
-
-    for trial in range(150):
-        path = tmp_path / f"g{trial}.sqlite"
-        start = threading.Barrier(6)
-        threads = [threading.Thread(target=opener, args=(path, start)) for _ in range(6)]
-        for t in threads:
-            t.start()
-        for t in threads:
-            t.join(120)
-        store = SQLiteStore(path, create=False)
-        assert store.db.execute("PRAGMA journal_mode").fetchone()[0] == "wal"
-        store.close()
-    assert failures == []
 
 
 def _writer(path: str, person: str, n: int, seed: int) -> None:

@@ -9,9 +9,7 @@ faces are overwritten on disk (``secure_delete``): removal is meant to forget.
 from __future__ import annotations
 
 import json
-import random
 import sqlite3
-import time
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
@@ -22,6 +20,7 @@ import numpy as np
 from facefit.gallery.records import Box, NewFace
 from facefit.gallery.sql import SqlStore, contract_geometry
 from facefit.gallery.store import ContractMismatchError, GalleryError, crop_geometry
+from facefit.io.wal import use_wal
 
 # Each entry upgrades the schema by one version; never edit a released entry, append a new one.
 MIGRATIONS: tuple[str, ...] = (
@@ -78,31 +77,13 @@ class SQLiteStore(SqlStore):
             raise GalleryError(f"{self.path}: is a folder; a SQLite gallery is a file")
         try:
             self.db = sqlite3.connect(str(self.path), timeout=BUSY_TIMEOUT_S, isolation_level=None)
-            self._use_wal()
+            use_wal(self.db, BUSY_TIMEOUT_S)
             self.db.execute("PRAGMA synchronous=FULL")
             self.db.execute("PRAGMA foreign_keys=ON")
             self.db.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
             raise GalleryError(f"{self.path}: not a facefit gallery ({exc})") from None
-
-    def _use_wal(self) -> None:
-        """Put the file in WAL mode (a property of the file, so only its first opener changes it).
-
-        SQLite answers a journal-mode switch that races another connection with "database is
-        locked" at once, without waiting on the busy timeout, so two processes creating the same
-        gallery would see one of them fail; wait and retry here instead, up to the same timeout.
-        """
-        deadline = time.monotonic() + BUSY_TIMEOUT_S
-        while True:
-            try:
-                if self.db.execute("PRAGMA journal_mode").fetchone()[0].lower() != "wal":
-                    self.db.execute("PRAGMA journal_mode=WAL")
-                return
-            except sqlite3.OperationalError as exc:
-                if "locked" not in str(exc) or time.monotonic() > deadline:
-                    raise
-                time.sleep(random.uniform(0.005, 0.05))  # jitter so racing openers do not retry in step
 
     # -- schema ------------------------------------------------------------------------------------
     def _version(self) -> int:

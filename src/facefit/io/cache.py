@@ -17,6 +17,8 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.io.wal import use_wal
+
 SCHEMA_VERSION = 1
 
 
@@ -36,14 +38,14 @@ class EvalCache:
         self.path = Path(path)
         self.path.parent.mkdir(parents=True, exist_ok=True)
         self.db = sqlite3.connect(str(self.path), timeout=60)
-        self.db.execute("PRAGMA journal_mode=WAL")
+        use_wal(self.db, 60)
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.db:
             self.db.execute("CREATE TABLE IF NOT EXISTS meta (key TEXT PRIMARY KEY, value TEXT)")
+            # Insert-or-keep, then read: a check-then-insert lets two first openers both insert.
+            self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
-            if row is None:
-                self.db.execute("INSERT INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
-            elif int(row[0]) != SCHEMA_VERSION:
+            if int(row[0]) != SCHEMA_VERSION:
                 raise RuntimeError(f"{self.path}: cache schema {row[0]}, expected {SCHEMA_VERSION}; delete the file")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS detections (sha TEXT, det_key TEXT, status TEXT, box TEXT, "
