@@ -15,8 +15,9 @@ from facefit.train.adapters import add_adapters, freeze_all_but_adapters, merge_
 from facefit.train.augment import augment
 from facefit.train.config import AugmentConfig, LossConfig, load_config, parse_set
 from facefit.train.guard import L2SP, distillation_loss, freeze_stages, relational_distillation_loss
-from facefit.train.loop import Schedule, _epoch_order
 from facefit.train.losses import build_loss, init_head_from_means
+from facefit.train.schedule import Schedule, TimeBudget
+from facefit.train.step import epoch_order
 
 # --- config ---------------------------------------------------------------------------------------------------
 
@@ -265,19 +266,43 @@ def test_schedule_warmup_then_cosine() -> None:
     assert all(s(i) >= s(i + 1) for i in range(10, 100))
 
 
+def test_time_budget_plans_from_the_first_steps_then_from_whole_epochs() -> None:
+    def budget(minutes: float | None, resumed: bool = False) -> tuple[TimeBudget, Schedule, list[int]]:
+        sched, told = Schedule(1000, 0.05), []  # 100 epochs of 10 steps
+        b = TimeBudget(minutes, sched, steps_per_epoch=10, batch=32, max_steps=1000, resumed=resumed,
+                       broadcast=lambda n: told.append(n) or n)
+        return b, sched, told
+
+    b, sched, told = budget(10.0)  # 600 s
+    assert b.plan(11, 11, 11.0, 11.0) is None and sched.total == 1000  # not timed enough yet
+    # 1 step/s, 90% of 600 s minus the 12 s spent: 528 more steps
+    assert b.plan(12, 12, 12.0, 12.0) == "time budget 10 min: 32 img/s, so the schedule is 540 steps (54.0 epochs)"
+    assert sched.total == 540 and told == [540]
+    assert b.plan(12, 12, 1.0, 12.0) is None and sched.total == 540  # planned once only
+    # after epoch 1 (0-based 1): 30 steps in 60 s, 93% of 600 s: 30 + 249 = 279, cut to whole epochs
+    assert b.replan(1, 30, 60.0) == "time budget 10 min: re-planned to 270 steps (27.0 epochs) from 16 img/s"
+    assert sched.total == 270 and b.replan(3, 50, 100.0) is None and sched.total == 270
+    assert not b.spent(582.0) and b.spent(582.1)  # stop at 97%
+    b, sched, told = budget(10.0, resumed=True)  # a resumed run keeps its saved schedule
+    assert b.plan(12, 12, 12.0, 12.0) is None and b.replan(1, 30, 60.0) is None and sched.total == 1000
+    b, sched, told = budget(None)
+    assert b.plan(12, 12, 12.0, 12.0) is None and b.replan(1, 30, 60.0) is None and not b.spent(1e9)
+    assert told == [] and sched.total == 1000
+
+
 def test_epoch_order_is_seeded_and_pk_grouped() -> None:
     labels = np.repeat(np.arange(10), 6)
-    a, b = _epoch_order(labels, 3, 0, None), _epoch_order(labels, 3, 0, None)
+    a, b = epoch_order(labels, 3, 0, None), epoch_order(labels, 3, 0, None)
     assert np.array_equal(a, b) and sorted(a.tolist()) == list(range(60))
-    assert not np.array_equal(a, _epoch_order(labels, 4, 0, None))
-    pk = _epoch_order(labels, 0, 0, 4)
+    assert not np.array_equal(a, epoch_order(labels, 4, 0, None))
+    pk = epoch_order(labels, 0, 0, 4)
     assert len(pk) == 60
     for block in pk.reshape(-1, 4):
         assert len(set(labels[block])) == 1  # K images of one person in a row
 
 
 def test_relative_layer_lr_follows_weight_rms() -> None:
-    from facefit.train.loop import _param_groups
+    from facefit.train.setup import param_groups
 
     net = torch.nn.Sequential(torch.nn.Linear(4, 4), torch.nn.Linear(4, 4), torch.nn.Linear(4, 4))
     with torch.no_grad():
@@ -285,14 +310,14 @@ def test_relative_layer_lr_follows_weight_rms() -> None:
             layer.weight.copy_(torch.full((4, 4), rms))
     head = torch.nn.Linear(4, 2, bias=False)
     cfg = load_config(overrides={"optim.lr": 1e-3, "optim.head_lr_mult": 10, "optim.layer_lr": "relative"})
-    groups = _param_groups(net, head, cfg)
+    groups = param_groups(net, head, cfg)
     lrs = {id(g["params"][0]): g["lr"] for g in groups}
     # the median weight tensor (rms 0.02) keeps the base lr; the others scale with their rms
     assert [lrs[id(layer.weight)] for layer in net] == pytest.approx([5e-4, 1e-3, 4e-3])
     biases = next(g for g in groups if g["params"][0] is net[0].bias)
     assert biases["lr"] == 1e-3 and biases["weight_decay"] == 0.0 and len(biases["params"]) == 3
     assert next(g for g in groups if g["params"][0] is head.weight)["lr"] == pytest.approx(1e-2)
-    flat = _param_groups(net, head, load_config(overrides={"optim.lr": 1e-3, "optim.layer_lr": "flat"}))
+    flat = param_groups(net, head, load_config(overrides={"optim.lr": 1e-3, "optim.layer_lr": "flat"}))
     assert flat[0]["lr"] == 1e-3 and len(flat[0]["params"]) == 3
 
 

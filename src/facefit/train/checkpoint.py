@@ -5,6 +5,7 @@ from __future__ import annotations
 import os
 import random
 import tempfile
+from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
@@ -48,3 +49,27 @@ def load_checkpoint(path: Path) -> dict[str, Any]:
     if state.get("version") != CHECKPOINT_VERSION:
         raise ValueError(f"{path}: checkpoint version {state.get('version')}, expected {CHECKPOINT_VERSION}")
     return state
+
+
+@dataclass
+class Progress:
+    """Where a run stands; saved in ``last.pt`` after every epoch, under the keys older checkpoints used."""
+
+    epoch: int = 0  # epochs completed
+    step: int = 0
+    elapsed: float = 0.0  # seconds, over all sessions of the run
+    best: float | None = None  # the best value of the selection metric so far
+    best_epoch: int = -1
+    stale: int = 0  # epochs since the best one
+    best_metrics: dict[str, Any] = field(default_factory=dict)
+    finished: bool = False
+
+    @classmethod
+    def from_checkpoint(cls, state: dict[str, Any]) -> Progress:
+        return cls(state["epoch"], state["step"], state["elapsed"], state["best"], state["best_epoch"],
+                   state["stale"], state["best_metrics"], bool(state.get("finished")))
+
+    def to_checkpoint(self) -> dict[str, Any]:
+        return {"epoch": self.epoch, "step": self.step, "elapsed": self.elapsed, "best": self.best,
+                "best_epoch": self.best_epoch, "stale": self.stale, "best_metrics": self.best_metrics,
+                "finished": self.finished}

@@ -5,7 +5,10 @@ from __future__ import annotations
 import csv
 import math
 from pathlib import Path
-from typing import Any
+from typing import TYPE_CHECKING, Any
+
+if TYPE_CHECKING:
+    from facefit.train.config import TrainConfig
 
 LOG_FIELDS = ("epoch", "step", "seconds", "lr", "images_per_s", "train_loss", "metric_loss", "distill_loss",
               "l2sp_loss", "anchor_loss", "val_loss", "accuracy", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3",
@@ -94,3 +97,24 @@ class TrainLog:
         fig.tight_layout()
         fig.savefig(path, dpi=110)
         plt.close(fig)
+
+
+def epoch_line(row: dict[str, Any], cfg: TrainConfig, is_best: bool) -> str:
+    """The one line printed after each epoch."""
+
+    def f(key: str, fmt: str = "{:.4f}") -> str:
+        v = row.get(key)
+        return "n/a" if v is None or (isinstance(v, float) and not math.isfinite(v)) else fmt.format(v)
+
+    parts = [f"epoch {row['epoch']}", f"step {row['step']}", f"loss {f('train_loss', '{:.3f}')}",
+             f"metric {f('metric_loss', '{:.3f}')}"]
+    if cfg.guard.distill_weight:
+        parts.append(f"distill {f('distill_loss', '{:.4f}')}")
+    if cfg.guard.anchors:
+        parts.append(f"anchors {f('anchor_loss', '{:.4f}')}")
+    parts.append(f"{f('images_per_s', '{:.0f}')} img/s")
+    if row.get("accuracy") is not None:
+        parts.append(f"val acc {f('accuracy')} AUC {f('auc')} TAR@1e-2 {f('tar_at_far_1e-2', '{:.3f}')}")
+    if row.get("val_loss") is not None and math.isfinite(row["val_loss"]):
+        parts.append(f"val loss {f('val_loss', '{:.3f}')}")
+    return " | ".join(parts) + ("  *best" if is_best else "")
