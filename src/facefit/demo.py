@@ -197,6 +197,27 @@ def _print_1n(out: Console, results: dict[str, dict], counts: dict[str, int], se
               f"report in {out_dir}/", markup=False)
 
 
+DEMO_MARK = ".facefit-demo"
+
+
+def _claim_out_dir(out_dir: Path) -> None:
+    """Make ``out_dir`` the demo's own: new or empty, or marked by an earlier demo (whose files it replaces).
+
+    The demo removes and rewrites its outputs, so a folder of anyone else's files is refused, not reused.
+    """
+    mark = out_dir / DEMO_MARK
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: is a file; --out must be a folder for the demo's outputs")
+    if out_dir.is_dir() and any(out_dir.iterdir()) and not mark.is_file():
+        raise UsageError(f"{out_dir}: not empty and not written by facefit demo (no {DEMO_MARK} in it); the demo "
+                         f"replaces its outputs there, so choose a new or empty --out")
+    try:
+        out_dir.mkdir(parents=True, exist_ok=True)
+        mark.write_text("This folder holds facefit demo outputs; the next demo run replaces them.\n")
+    except OSError as exc:
+        raise UsageError(f"{out_dir}: cannot create the demo's folder: {exc.strerror or exc}") from None
+
+
 def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None = None, lfw: bool = True,
              train_minutes: float = 5.0, progress: ProgressFactory = no_progress) -> dict:
     """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and a run to ``out_dir``."""
@@ -215,7 +236,7 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
     for d in (johns_dir, yale_dir):
         if not d.is_dir():
             raise UsageError(f"{d}: missing; --data must point to a folder with fixtures/johns and fixtures/yale")
-    out_dir.mkdir(parents=True, exist_ok=True)
+    _claim_out_dir(out_dir)
     out.rule("[bold]facefit demo[/bold]: align, embed and compare faces with dlib's ResNet in PyTorch")
     out.print(f"data: {data}", markup=False)
 

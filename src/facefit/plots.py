@@ -7,6 +7,9 @@ from pathlib import Path
 
 import numpy as np
 
+# What --plot accepts: the suffixes matplotlib's Agg backend writes that make sense for a figure.
+PLOT_SUFFIXES = (".png", ".svg", ".pdf", ".jpg", ".jpeg", ".webp", ".tif", ".tiff", ".eps")
+
 
 def distance_heatmap(matrix: np.ndarray, labels: Sequence[str], path: str | Path, *, metric: str,
                      threshold: float | None = None, title: str | None = None) -> None:

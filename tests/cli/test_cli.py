@@ -189,6 +189,26 @@ def test_demo_without_data_says_what_to_do(tmp_path: Path) -> None:
     assert proc.returncode == 2 and "FACEFIT_DATA" in one_line_error(proc)
 
 
+def test_demo_never_takes_over_a_folder_of_someone_else_s_files(data_root: Path, tmp_path: Path) -> None:
+    mine = tmp_path / "mine"
+    (mine / "eval-korean-val").mkdir(parents=True)  # names the demo writes, but not the demo's folder
+    (mine / "eval-korean-val" / "notes.txt").write_text("keep me")
+    (mine / "embeddings.npz").write_text("mine")
+    proc = run("demo", "--data", data_root, "--out", mine, "--no-lfw", "--train-minutes", "0")
+    assert proc.returncode == 2 and "not written by facefit demo" in one_line_error(proc)
+    assert (mine / "eval-korean-val" / "notes.txt").read_text() == "keep me"
+    assert (mine / "embeddings.npz").read_text() == "mine"
+    (tmp_path / "file").write_text("x")
+    proc = run("demo", "--data", data_root, "--out", tmp_path / "file", "--no-lfw", "--train-minutes", "0")
+    assert proc.returncode == 2 and "is a file" in one_line_error(proc)
+    from facefit.demo import DEMO_MARK, _claim_out_dir
+
+    _claim_out_dir(tmp_path / "new" / "demo")  # new: created and marked; marked: claimed again
+    (tmp_path / "new" / "demo" / "old-output.png").write_text("earlier demo")
+    _claim_out_dir(tmp_path / "new" / "demo")
+    assert (tmp_path / "new" / "demo" / DEMO_MARK).is_file()
+
+
 def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
     proc = run("demo", "--data", data_root, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0")
     assert proc.returncode == 0, proc.stderr
@@ -198,7 +218,7 @@ def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
     assert re.search(r"149 faces", proc.stdout)
     assert {p.name for p in (tmp_path / "demo").iterdir()} == {"embeddings.npz", "johns_matrix.png",
                                                                 "yale_matrix.png", "eval-korean-val",
-                                                                "eval-1n-korean-val"}
+                                                                "eval-1n-korean-val", ".facefit-demo"}
     # 1:N on new Korean persons: dlib-resnet finds about half of them and rejects no stranger at 0.6.
     one_n = re.search(r"pre-trained\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+0\.600\s+(\d\.\d+)",
                       proc.stdout)

@@ -256,3 +256,107 @@ def test_import_needs_an_existing_file(tmp_path: Path) -> None:
         from facefit.data.convert import import_insightface
 
         import_insightface(tmp_path / "missing.rec", tmp_path / "o")
+
+
+def _write_records(rec: Path, records: list[bytes], idx: bool = True) -> None:
+    """Frame ``records`` into ``rec`` (and its ``.idx`` when ``idx``), straight from the format's description."""
+    blob, offsets = b"", []
+    for r in records:
+        offsets.append(len(blob))
+        blob += _frame(r)
+    rec.write_bytes(blob)
+    if idx:
+        rec.with_suffix(".idx").write_text("".join(f"{k}\t{o}\n" for k, o in enumerate(offsets)))
+
+
+@pytest.mark.parametrize("idx", [True, False], ids=["idx", "no-idx"])
+@pytest.mark.parametrize(("header", "reason"), [
+    ((3e9, 3e9 + 5), "header announces 2999999999 images but the (index|file)"),  # used to loop over 3e9 keys
+    ((float("nan"), 5.0), r"header range \(nan, 5\)"),
+    ((-5.0, 3.0), r"header range \(-5, 3\)"),
+], ids=["huge", "nan", "negative"])
+def test_a_header_range_the_file_cannot_hold_is_refused_at_once(tmp_path: Path, johns_jpegs, idx: bool,
+                                                                 header: tuple[float, float], reason: str) -> None:
+    records = [_header(2, 0.0, list(header))] + [_header(0, float(lab)) + data for lab, data in johns_jpegs[:3]]
+    _write_records(tmp_path / "train.rec", records, idx=idx)
+
+    def no_damage(key: int, why: str) -> None:  # fail fast rather than collect a failure per announced key
+        raise AssertionError(f"record {key} reported as damaged: {why}")
+
+    with pytest.raises(FormatError, match=rf"train\.rec record 0: {reason}"):
+        with RecordFile(tmp_path / "train.rec") as f:
+            list(iter_rec_images(f, on_error=no_damage))
+
+
+@pytest.mark.parametrize("idx", [True, False], ids=["idx", "no-idx"])
+@pytest.mark.parametrize("label", [float("nan"), -3.0, 2.5])
+def test_import_reports_an_image_with_a_bad_label_and_goes_on(tmp_path: Path, johns_jpegs, idx: bool,
+                                                              label: float) -> None:
+    items = johns_jpegs[:4]
+    records = [_header(0, float(lab)) + data for lab, data in items]
+    records[1] = _header(0, label) + items[1][1]
+    _write_records(tmp_path / "train.rec", records, idx=idx)
+    proc = run_cli("import", tmp_path / "train.rec", "--out", tmp_path / "faces")
+    assert proc.returncode == 3, proc.stderr
+    assert f"train.rec#1: label {label:g} is not a class id" in proc.stderr
+    got = sorted(p.read_bytes() for p in (tmp_path / "faces").rglob("*.jpg"))
+    assert got == sorted(d for i, (_, d) in enumerate(items) if i != 1)
+
+
+@pytest.mark.parametrize(("idx_bytes", "message"), [
+    (b"0\t0\n\xff\xfe\n", r"train\.idx:2: not text \(byte 0xff\)"),
+    (b"0\t0\n1\t-8\n", r"train\.idx:2: negative byte offset -8"),
+], ids=["binary", "negative"])
+def test_unreadable_idx_lines_are_named(tmp_path: Path, johns_jpegs, idx_bytes: bytes, message: str) -> None:
+    write_rec(tmp_path / "train.rec", johns_jpegs[:3])
+    (tmp_path / "train.idx").write_bytes(idx_bytes)
+    with pytest.raises(FormatError, match=message):
+        RecordFile(tmp_path / "train.rec")
+
+
+def test_idx_offset_past_any_file_is_a_damaged_record(tmp_path: Path, johns_jpegs) -> None:
+    write_rec(tmp_path / "train.rec", johns_jpegs[:3])
+    lines = (tmp_path / "train.idx").read_text().splitlines()
+    lines[2] = f"2\t{2 ** 70}"  # more than seek() takes
+    (tmp_path / "train.idx").write_text("\n".join(lines) + "\n")
+    failures: list[tuple[int, str]] = []
+    with RecordFile(tmp_path / "train.rec") as f:
+        got = list(iter_rec_images(f, on_error=lambda key, why: failures.append((key, why))))
+    assert [g.key for g in got] == [1, 3] and failures == [(2, f"{f.path}: truncated record at byte {2 ** 70}")]
+
+
+@pytest.mark.parametrize(("loaded", "message"), [
+    (([b"a"] * 12, [[1, 2], [3], 1, 1, 1, 1]), r"issame\[0\] is \[1, 2\], expected a boolean"),
+    (([b"a"] * 12, ["x", "y", "z", "w", "v", "u"]), r"issame\[0\] is 'x', expected a boolean"),
+    (([b"a"] * 4, [1, 2]), r"issame\[1\] is 2, expected a boolean"),
+    (([b"a"] * 4, [1.0, 0.0]), r"issame\[0\] is 1\.0, expected a boolean"),
+    (([b"a"] * 4, None), "expected issame to be a list of booleans, got NoneType"),
+    (([b"a"] * 4, np.array([[True], [False]])), r"issame has shape \(2, 1\)"),
+    ((7, [True]), "expected a list of encoded images, got int"),
+    (([], []), "holds no pairs, so there is nothing to evaluate"),
+    (([b"a"] * 3, [True]), r"3 images for 1 pairs \(expected 2\)"),  # odd number of images
+    (([b"a"] * 4, [True]), r"4 images for 1 pairs \(expected 2\)"),
+], ids=["ragged", "strings", "int-2", "floats", "none", "2-d", "images-int", "empty", "odd-images", "too-few-flags"])
+def test_bins_with_bad_pair_flags_are_refused(tmp_path: Path, loaded: object, message: str) -> None:
+    (tmp_path / "v.bin").write_bytes(pickle.dumps(loaded))
+    with pytest.raises(FormatError, match=rf"v\.bin: {message}"):
+        read_bin(tmp_path / "v.bin")
+
+
+@pytest.mark.parametrize("issame", [[1, 0], np.array([1, 0]), np.array([1, 0], dtype=object),
+                                    [np.bool_(True), np.bool_(False)]])
+def test_bins_take_0_1_integers_as_pair_flags(tmp_path: Path, issame: object) -> None:
+    (tmp_path / "v.bin").write_bytes(pickle.dumps(([b"a"] * 4, issame)))
+    assert read_bin(tmp_path / "v.bin").same.tolist() == [True, False]
+
+
+@pytest.mark.parametrize("command", ["import", "eval"])
+def test_cli_refuses_a_ragged_bin_in_one_line(tmp_path: Path, johns_jpegs, command: str) -> None:
+    images = [d for _, d in johns_jpegs[:12]]
+    (tmp_path / "ragged.bin").write_bytes(pickle.dumps((images, [[1, 2], [3], 1, 1, 1, 1])))
+    proc = run_cli(command, tmp_path / "ragged.bin", "--out", tmp_path / "out",
+                   env={"FACEFIT_CACHE": tmp_path / "cache"})
+    assert proc.returncode == 1
+    assert proc.stderr.strip().splitlines() == [
+        f"facefit: error: {tmp_path / 'ragged.bin'}: issame[0] is [1, 2], expected a boolean (or 0/1)"]
+    assert not (tmp_path / "out").exists()

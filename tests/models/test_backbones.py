@@ -73,7 +73,7 @@ def test_registered_without_shipped_weights(name: str) -> None:
         assert c.align.method == "dlib-chip"
     else:  # insightface's models: insightface's own 5-point template crop
         assert (c.align.method, c.align.landmarks) == ("arcface-5pt", "dlib-68pt")
-    with pytest.raises(WeightsNotFoundError, match="no pretrained weights are registered"):
+    with pytest.raises(WeightsNotFoundError, match="no pretrained weights ship with facefit"):
         create_model(name, pretrained=True)
 
 

@@ -105,6 +105,12 @@ def test_existing_outputs_are_refused_without_overwrite(scene: Scene, tmp_path: 
         err = capsys.readouterr().err
         assert code != 0 and "already exists" in err and "--overwrite" in err
         assert path.read_text() == "keep me"
+    for option in ("--out", "--events"):  # not even with --overwrite: the source itself
+        before = Path(scene.video).read_bytes()
+        code = _cli(["stream", scene.video, "--gallery", scene.gallery, option, scene.video, "--headless",
+                     "--overwrite"])
+        assert code != 0 and "is the video being read" in capsys.readouterr().err
+        assert Path(scene.video).read_bytes() == before
     code = _cli(["stream", scene.video, "--gallery", scene.gallery, "--events", tmp_path / "events.jsonl",
                  "--headless", "--overwrite", "--max-frames", "5"])
     assert code == 0

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -53,6 +54,13 @@ WorkersOpt = Annotated[int | None, typer.Option("--workers", "-j", min=1, help="
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Cache database (default: "
                                                                "$FACEFIT_CACHE/eval-cache.sqlite).")]
 ReportOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace report files in an existing folder.")]
+
+
+def distance_threshold(value: float | None) -> float | None:
+    """Option callback: a distance threshold is a finite number above 0."""
+    if value is not None and not (math.isfinite(value) and value > 0):
+        raise typer.BadParameter(f"must be a distance above 0, got {value}")
+    return value
 
 
 def warn(message: str) -> None:

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, EvalMetric, Faces, err, out, report_failures
+from facefit.cli.common import Detector, EvalMetric, Faces, distance_threshold, err, out, report_failures
 
 EXIT_PARTIAL = 3
 
@@ -23,7 +23,8 @@ def compare(
     faces: Annotated[Faces, typer.Option("--faces", help="Faces to take from each image.")] = Faces.largest,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips.")] = False,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Mark pairs closer than this distance.",
+    threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
+                                                    help="Mark pairs closer than this distance.",
                                                     show_default=False)] = None,
     threshold_from: Annotated[Path | None, typer.Option("--threshold-from", help="Take the threshold calibrated "
                                                         "for this model (at FAR 1e-3) from a metrics.json.",
@@ -45,6 +46,11 @@ def compare(
     if threshold is not None and threshold_from is not None:
         raise typer.BadParameter("give --threshold or --threshold-from, not both")
     if plot is not None:
+        from facefit.plots import PLOT_SUFFIXES
+
+        if plot.suffix.lower() not in PLOT_SUFFIXES:
+            raise typer.BadParameter(f"{plot}: a figure needs one of the suffixes {', '.join(PLOT_SUFFIXES)}",
+                                     param_hint="--plot")
         check_writable(plot, overwrite)
     found = collect_images(images)
     if not found.files:

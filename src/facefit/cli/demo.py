@@ -15,7 +15,8 @@ def demo(
                                                              "$FACEFIT_DATA or ../shared/data).", show_default=False)]
     = None,
     out_dir: Annotated[Path, typer.Option("--out", help="Folder the demo owns and writes its figures, reports and "
-                                                        "training run to (its own earlier outputs are replaced).")]
+                                                        "training run to: new, empty, or an earlier demo's (whose "
+                                                        "outputs are replaced).")]
     = Path("out/demo"),
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")] = None,
     lfw: Annotated[bool, typer.Option("--lfw/--no-lfw", help="Also verify on LFW (about 3 minutes the first "

@@ -15,6 +15,7 @@ from facefit.cli.common import (
     EvalMetric,
     ReportOverwriteOpt,
     WorkersOpt,
+    distance_threshold,
     err,
     info,
     out,
@@ -61,7 +62,8 @@ def eval_1n_command(
     metric: Annotated[EvalMetric, typer.Option("--metric", help="auto: each model's own distance (dlib-resnet: "
                                                                 "euclidean); euclidean; cosine (1 - cos).")]
     = EvalMetric.auto,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Fixed operating threshold for every "
+    threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
+                                                    help="Fixed operating threshold for every "
                                                                         "model (default: each model's own, "
                                                                         "dlib-resnet 0.6).",
                                                     show_default=False)] = None,

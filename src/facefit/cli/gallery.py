@@ -79,7 +79,8 @@ def _report(report, what: str) -> None:  # noqa: ANN001
         info(f"{path}: already enrolled as {who} (face {fid}); not stored again")
     report_failures(report.failures, None, len(report.added) + len(report.duplicates) + len(report.failures), what)
     if report.skipped:
-        info(f"skipped {len(report.skipped)} non-image file(s), e.g. {report.skipped[0]}")
+        info(f"skipped {len(report.skipped)} file(s) that are not images in person folders, e.g. "
+             f"{report.skipped[0]}")
     persons = len({p for _, p, _ in report.added})
     info(f"added {len(report.added)} face(s) of {persons} person(s); {len(report.duplicates)} duplicate(s), "
          f"{len(report.failures)} failed")
@@ -274,10 +275,19 @@ def import_(path: Annotated[Path, typer.Argument(help="A zip written by 'facefit
                                                  show_default=False)],
             gallery: GalleryOpt = None) -> None:
     """Merge an exported gallery into this one (same model only; faces already present are skipped)."""
+    from facefit.gallery.location import is_postgres, resolve_location
     from facefit.gallery.transfer import import_gallery
 
-    with open_gallery(gallery, create=True) as g:
-        added, dups = import_gallery(g, path)
+    location = resolve_location(gallery)
+    new_file = None if is_postgres(location) or Path(location).exists() else Path(location)
+    try:
+        with open_gallery(location, create=True) as g:
+            added, dups = import_gallery(g, path)
+    except BaseException:
+        if new_file is not None:  # a refused import leaves no empty gallery behind
+            for leftover in (new_file, Path(f"{new_file}-wal"), Path(f"{new_file}-shm")):
+                leftover.unlink(missing_ok=True)
+        raise
     info(f"imported {added} face(s); {dups} already present")
 
 

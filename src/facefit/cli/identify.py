@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, info, out, report_failures
+from facefit.cli.common import Detector, distance_threshold, info, out, report_failures
 from facefit.cli.gallery import GalleryOpt, JsonOpt, ThresholdFromOpt, gallery_model, open_gallery, resolve_threshold
 
 EXIT_PARTIAL = 3
@@ -17,7 +17,8 @@ def identify(
     images: Annotated[list[Path], typer.Argument(help="Photos (files or folders).", show_default=False)],
     gallery: GalleryOpt = None,
     top_k: Annotated[int, typer.Option("--top-k", "-k", min=1, help="Matches to list per face.")] = 3,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Accept a match when its distance is at "
+    threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
+                                                    help="Accept a match when its distance is at "
                                                     "most this (default: the model's own).", show_default=False)]
     = None,
     threshold_from: ThresholdFromOpt = None,

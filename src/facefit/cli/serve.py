@@ -6,7 +6,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, info
+from facefit.cli.common import Detector, distance_threshold, info
 from facefit.cli.gallery import GalleryOpt
 
 INSTALL_HINT = "facefit serve needs the [serve] extra: pip install 'facefit[serve]'"
@@ -21,7 +21,8 @@ def serve(
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8000,
     detector: Annotated[Detector, typer.Option("--detector", help="Face detector (hog or auto).")] = Detector.hog,
-    threshold: Annotated[float | None, typer.Option("--threshold", min=0.0, help="1:N accept threshold "
+    threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
+                                                    help="1:N accept threshold "
                                                     "(default: the model's own).", show_default=False)] = None,
     max_upload_mb: Annotated[float, typer.Option("--max-upload-mb", min=0.01, help="Largest image upload.")] = 10.0,
     api_key: Annotated[str | None, typer.Option("--api-key", envvar="FACEFIT_SERVE_API_KEY",
@@ -67,7 +68,20 @@ def serve(
         raise UsageError(f"invalid server settings: {problems}") from None
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
     no_gallery = settings.no_gallery
+    _check_address(host, port)
     state = load_state(settings)  # a bad model or gallery fails here, in one line, before the server starts
     info(f"facefit serve on http://{host}:{port} (API docs at /docs)"
          + ("; API key required" if api_key else "") + ("; no gallery" if no_gallery else ""))
     uvicorn.run(create_app(state=state), host=host, port=port, log_level="info")
+
+
+def _check_address(host: str, port: int) -> None:
+    """Resolve ``host`` now: uvicorn would only fail after start-up, without naming it."""
+    import socket
+
+    from facefit.errors import UsageError
+
+    try:
+        socket.getaddrinfo(host, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE)
+    except (socket.gaierror, UnicodeError) as exc:
+        raise UsageError(f"--host {host}: not an address this machine can listen on ({exc})") from None

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import info, warn
+from facefit.cli.common import distance_threshold, info, warn
 from facefit.cli.gallery import ThresholdFromOpt
 from facefit.stream import DEFAULT_DETECT_EVERY
 
@@ -30,7 +30,8 @@ def stream(
                                                 show_default=False)] = None,
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model (default: the gallery's).",
                                               show_default=False)] = None,
-    threshold: Annotated[float | None, typer.Option("--threshold", help="Accept a match at this distance or less "
+    threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
+                                                    help="Accept a match at this distance or less "
                                                     "(default: the model's own).", show_default=False)] = None,
     threshold_from: ThresholdFromOpt = None,
     out_video: Annotated[Path | None, typer.Option("--out", "-o", help="Write the annotated video here (.avi: "
@@ -90,6 +91,10 @@ def stream(
     config = StreamConfig(detect_every=detect_every, min_face=min_face,
                           tracker=tracker.value, threshold=threshold, every=every, max_frames=max_frames)
     # Every cheap check before the slow ones (opening a stream, loading a model).
+    source_file = Path(source).resolve() if Path(source).exists() else None
+    for option, target in (("--out", out_video), ("--events", events)):
+        if source_file is not None and target not in (None, "-") and Path(target).resolve() == source_file:
+            raise UsageError(f"{option} {target}: is the video being read; write somewhere else")
     if out_video is not None:
         codec_for(out_video)
         if events not in (None, "-") and Path(events).resolve() == out_video.resolve():

@@ -22,6 +22,7 @@ from pathlib import Path
 from facefit.align.cached import ProgressFactory, no_progress
 from facefit.data.insightface import FormatError, RecordFile, image_suffix, iter_rec_images, read_bin
 from facefit.errors import FacefitError, ImageError
+from facefit.io.files import check_creatable
 
 
 @dataclass
@@ -37,8 +38,11 @@ class ImportResult:
 def import_insightface(src: Path, out_dir: Path, *, progress: ProgressFactory = no_progress) -> ImportResult:
     """Convert ``src`` (``.rec`` or ``.bin``) into ``out_dir``, which must not exist or be empty."""
     src = Path(src)
-    if out_dir.exists() and (not out_dir.is_dir() or any(out_dir.iterdir())):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise FacefitError(f"{out_dir}: is a file; --out must be a new or empty folder")
+    if out_dir.exists() and any(out_dir.iterdir()):
         raise FacefitError(f"{out_dir}: already exists and is not empty; choose a new --out folder")
+    check_creatable(out_dir)
     if src.suffix == ".rec":
         convert: Callable[[Path, Path, ProgressFactory], ImportResult] = _import_rec
     elif src.suffix == ".bin":
@@ -87,7 +91,9 @@ def _import_rec(src: Path, out: Path, progress: ProgressFactory) -> ImportResult
             total = len(rec.index)
         with progress(f"importing {src.name}", total) as bar:
             def damaged(key: int, reason: str) -> None:
-                result.failures.append((f"{src}#{key}", reason.removeprefix(f"{src}: ")))
+                # The row already names the file and record; keep just the reason.
+                reason = reason.removeprefix(f"{src}: ").removeprefix(f"{src} record {key}: ")
+                result.failures.append((f"{src}#{key}", reason))
                 bar.advance()
 
             for item in iter_rec_images(rec, on_error=damaged):

@@ -15,6 +15,7 @@ from pathlib import Path, PurePosixPath
 
 from facefit.data.attributes import image_attributes
 from facefit.errors import FacefitError
+from facefit.io.files import bad_name, shown
 from facefit.io.images import is_image_name
 
 NAME_COLUMNS = ("path", "file")  # how a metadata row names its image, in order of preference
@@ -35,6 +36,14 @@ class IdentityFolders:
     metadata: dict[str, dict[str, str]] = field(default_factory=dict)  # relative posix path -> attributes
     unmatched_metadata: int = 0  # metadata rows naming no image of the data set
     empty: list[Path] = field(default_factory=list)  # person folders without any image
+    bad_names: list[Path] = field(default_factory=list)  # folders and images whose names are not UTF-8: left out
+
+    def bad_name_note(self) -> str | None:
+        """One line on what was left out for its name, or None."""
+        if not self.bad_names:
+            return None
+        return (f"{self.root}: left out {len(self.bad_names)} folder(s)/image(s) whose names are not valid UTF-8 "
+                f"(rename them), e.g. {shown(self.bad_names[0])}")
 
     @classmethod
     def scan(cls, root: str | os.PathLike, *, metadata: str | os.PathLike | None = None) -> IdentityFolders:
@@ -46,7 +55,11 @@ class IdentityFolders:
                                    f"'facefit import {root} --out DIR' and use DIR")
             what = "is not a folder" if root.exists() else "no such folder"
             raise FacefitError(f"{root}: {what}; expected a folder with one sub-folder of images per person")
+        if bad_name(root):
+            raise FacefitError(f"{shown(root)}: the folder's name is not valid UTF-8; rename it")
         folders, loose, skipped = _top_level(root)
+        bad = [f for f in folders if bad_name(f.name)]
+        folders = [f for f in folders if not bad_name(f.name)]
         if not folders:
             if loose:
                 raise FacefitError(f"{root} looks like a folder of images, not of persons: {len(loose)} image(s) "
@@ -58,13 +71,15 @@ class IdentityFolders:
         for folder in folders:
             images, other = _walk_person(folder)
             skipped.extend(other)
+            bad.extend(p for p in images if bad_name(p))
+            images = [p for p in images if not bad_name(p)]
             if images:
                 persons.append(Person(folder.name, images))
             else:
                 empty.append(folder)
         if not persons:
             raise FacefitError(f"{root}: none of its {len(folders)} person folder(s) contains an image")
-        data = cls(root, persons, skipped, empty=empty)
+        data = cls(root, persons, skipped, empty=empty, bad_names=bad)
         if metadata is not None:
             data.metadata, data.unmatched_metadata = _read_metadata(Path(metadata), data)
         return data

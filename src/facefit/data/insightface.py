@@ -18,6 +18,7 @@ booleans and numpy arrays, so a hostile file cannot run code.
 from __future__ import annotations
 
 import io
+import math
 import pickle
 import struct
 from collections.abc import Callable, Iterable, Iterator
@@ -96,6 +97,8 @@ class RecordFile:
         parts: list[bytes] = []
         pos = offset
         while True:
+            if not 0 <= pos <= self.size - 8:  # also keeps seek() from failing on offsets no file has
+                raise FormatError(f"{self.path}: truncated record at byte {pos}")
             self._f.seek(pos)
             head = self._f.read(8)
             if len(head) < 8:
@@ -135,8 +138,15 @@ class RecordFile:
 
 
 def _read_idx(path: Path) -> dict[int, int]:
+    """``key -> byte offset`` from a ``.idx``; a line that is not two numbers names the file and line."""
     index: dict[int, int] = {}
-    for n, line in enumerate(path.read_text().splitlines(), 1):
+    # Read as bytes and decode line by line, so a binary file is reported at its first bad line.
+    for n, raw in enumerate(path.read_bytes().splitlines(), 1):
+        try:
+            line = raw.decode("utf-8")
+        except UnicodeDecodeError as exc:
+            raise FormatError(f"{path}:{n}: not text (byte 0x{raw[exc.start]:02x}); expected 'key<TAB>offset' "
+                              f"lines") from None
         if not line.strip():
             continue
         try:
@@ -144,6 +154,8 @@ def _read_idx(path: Path) -> dict[int, int]:
             index[int(key)] = int(offset)
         except ValueError:
             raise FormatError(f"{path}:{n}: expected 'key<TAB>offset', got {line[:60]!r}") from None
+        if index[int(key)] < 0:
+            raise FormatError(f"{path}:{n}: negative byte offset {offset.strip()}")
     return index
 
 
@@ -154,36 +166,79 @@ class RecImage:
     data: bytes  # the encoded image
 
 
+def _class_id(head: RecordHeader, where: str) -> int:
+    """The record's class: its first label, which must be a whole number >= 0."""
+    value = head.label[0]
+    if not (math.isfinite(value) and value >= 0 and value == int(value)):
+        raise FormatError(f"{where}: label {value:g} is not a class id (a whole number >= 0)")
+    return int(value)
+
+
+def _image_end(head: RecordHeader, rec: RecordFile, where: str) -> int:
+    """``a`` of a header record's ``(a, b)`` (images are records 1 .. a-1), checked against what the file holds.
+
+    A corrupt header would otherwise have us look up billions of missing keys, one failure each.
+    """
+    a, b = head.label[0], head.label[1]
+    if not (all(math.isfinite(v) and v == int(v) for v in (a, b)) and 1 <= a <= b):
+        raise FormatError(f"{where}: header range ({a:g}, {b:g}) is not two whole numbers 1 <= a <= b")
+    n = int(a) - 1
+    if rec.index is not None and n > len(rec.index) - 1:
+        raise FormatError(f"{where}: header announces {n} images but the index lists only "
+                          f"{len(rec.index)} records")
+    smallest = 8 + _HEADER.size  # frame + image header, no image at all
+    if n * smallest > rec.size:
+        raise FormatError(f"{where}: header announces {n} images but the file ({rec.size} bytes) "
+                          f"holds at most {rec.size // smallest}")
+    return int(a)
+
+
 def iter_rec_images(rec: RecordFile,
                     on_error: Callable[[int, str], None] | None = None) -> Iterator[RecImage]:
     """The labelled images of an insightface ``.rec``, in either of its layouts.
 
-    With an index, a damaged record is passed to ``on_error(key, reason)`` (when given) and skipped;
-    without one there is no way to find the next record, so the error is raised.
+    A damaged record (cut short, bad label, or with an index one that cannot be read) is passed to
+    ``on_error(key, reason)`` when given and skipped, otherwise raised. Without an index a broken frame
+    is always raised: there is no way to find the next record. So is a header record that does not fit.
     """
+    def damaged(key: int, exc: FormatError) -> None:
+        if on_error is None:
+            raise exc
+        on_error(key, str(exc))
+
     if rec.index is not None and 0 in rec.index:
         first, _ = unpack_record(rec.read(0), f"{rec.path} record 0")
         if first.flag > 0 and len(first.label) >= 2:
             # insightface's header record: images are keys 1 .. label[0]-1.
-            for key in range(1, int(first.label[0])):
+            for key in range(1, _image_end(first, rec, f"{rec.path} record 0")):
+                where = f"{rec.path} record {key}"
                 try:
-                    head, payload = unpack_record(rec.read(key), f"{rec.path} record {key}")
+                    head, payload = unpack_record(rec.read(key), where)
+                    label = _class_id(head, where)
                 except FormatError as exc:
-                    if on_error is None:
-                        raise
-                    on_error(key, str(exc))
+                    damaged(key, exc)
                     continue
-                yield RecImage(key, int(head.label[0]), payload)
+                yield RecImage(key, label, payload)
             return
     n_images: int | None = None  # set by a header record: images are records 1 .. n_images-1
     for pos, record in enumerate(rec):
-        head, payload = unpack_record(record, f"{rec.path} record {pos}")
+        where = f"{rec.path} record {pos}"
+        try:
+            head, payload = unpack_record(record, where)
+        except FormatError as exc:
+            damaged(pos, exc)  # the frame was whole, so the next record is still found
+            continue
         if pos == 0 and head.flag > 0 and len(head.label) >= 2 and not payload:
-            n_images = int(head.label[0])
+            n_images = _image_end(head, rec, where)
             continue
         if n_images is not None and pos >= n_images:
             return  # the identity records that follow carry no image
-        yield RecImage(pos, int(head.label[0]), payload)
+        try:
+            label = _class_id(head, where)
+        except FormatError as exc:
+            damaged(pos, exc)
+            continue
+        yield RecImage(pos, label, payload)
 
 
 def write_rec(path: str | Path, images: Iterable[tuple[int, bytes]]) -> int:
@@ -268,13 +323,36 @@ def read_bin(path: str | Path) -> BinPairs:
     if not (isinstance(loaded, tuple | list) and len(loaded) == 2):
         raise FormatError(f"{path}: expected a pickled (images, issame) pair, got {type(loaded).__name__}")
     images, issame = loaded
+    if not isinstance(images, list | tuple | np.ndarray):
+        raise FormatError(f"{path}: expected a list of encoded images, got {type(images).__name__}")
     images = [bytes(b) if isinstance(b, bytearray | np.ndarray) else b for b in images]
     if not all(isinstance(b, bytes) for b in images):
         raise FormatError(f"{path}: the images are not encoded byte strings")
-    same = np.asarray(issame, dtype=bool).reshape(-1)
+    same = _pair_flags(issame, path)
     if len(images) != 2 * len(same):
         raise FormatError(f"{path}: {len(images)} images for {len(same)} pairs (expected {2 * len(same)})")
+    if not len(same):
+        raise FormatError(f"{path}: holds no pairs, so there is nothing to evaluate")
     return BinPairs(images, same)
+
+
+def _pair_flags(issame: object, path: Path) -> np.ndarray:
+    """``issame`` as an (N,) bool array. Only booleans and 0/1 integers count: ``bool()`` of anything else
+    (a string, a nested list) would quietly turn it into "same"."""
+    if isinstance(issame, np.ndarray):
+        if issame.ndim != 1:
+            raise FormatError(f"{path}: issame has shape {issame.shape}, expected one flag per pair")
+        if issame.dtype == bool:
+            return issame.copy()
+        values = issame.tolist()  # ints, or the Python objects of an object array
+    elif isinstance(issame, list | tuple):
+        values = list(issame)
+    else:
+        raise FormatError(f"{path}: expected issame to be a list of booleans, got {type(issame).__name__}")
+    for i, v in enumerate(values):
+        if not (isinstance(v, bool | np.bool_) or (isinstance(v, int | np.integer) and v in (0, 1))):
+            raise FormatError(f"{path}: issame[{i}] is {v!r:.40}, expected a boolean (or 0/1)")
+    return np.asarray(values, dtype=bool)
 
 
 def write_bin(path: str | Path, images: list[bytes], same: Iterable[bool]) -> None:

@@ -118,24 +118,26 @@ def prepare_faces(
     import hashlib
 
     from facefit.io.assets import sha256_file
+    from facefit.io.files import shown
     from facefit.io.images import load_image
 
     out = Prepared()
     chips, pending = [], []
     for p in paths:
         path = p.name if isinstance(p, ImageBytes) else Path(p)
+        source = shown(path)  # what is stored and reported: a name that is not UTF-8 cannot go into the database
         try:
             image = load_image(p)
             sha = hashlib.sha256(p.data).hexdigest() if isinstance(p, ImageBytes) else sha256_file(path)
             face = choose_face(aligner(image, "all"), choice, image.shape)
             jpeg, lm, cbox = loose_crop(image, face) if keep_crops else (None, face.landmarks, None)
         except ImageError as exc:
-            out.failures.append((str(path), exc.reason))
+            out.failures.append((source, exc.reason))
         except (FacefitError, OSError) as exc:
-            out.failures.append((str(path), str(exc)))
+            out.failures.append((source, shown(str(exc))))
         else:
             chips.append(face.chip)
-            pending.append(NewFace(sha, str(path), face.box, np.empty(0, np.float32), lm, jpeg, cbox, face.score,
+            pending.append(NewFace(sha, source, face.box, np.empty(0, np.float32), lm, jpeg, cbox, face.score,
                                    face.box[2] - face.box[0], sharpness(face.chip), face.detector))
         if on_image is not None:
             on_image()

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facefit.errors import FacefitError
 from facefit.gallery.records import FaceRecord, Identification, PersonSummary
 from facefit.gallery.search import PersonIndex, SearchSettings, open_person_index
 from facefit.gallery.store import ContractMismatchError, GalleryError, GalleryStore
@@ -117,10 +118,12 @@ class Gallery:
                    on_image: Callable[[], None] | None = None) -> EnrolReport:
         """Enrol ``ROOT/<person>/<images>``: one transaction per person, so a killed run keeps whole persons."""
         from facefit.data.folders import IdentityFolders
+        from facefit.io.files import BAD_NAME, shown
 
         data = IdentityFolders.scan(root)
         self.check_model(model)
-        report = EnrolReport(skipped=[str(p) for p in data.skipped])
+        report = EnrolReport(skipped=[str(p) for p in data.skipped],
+                             failures=[(shown(p), BAD_NAME) for p in data.bad_names])
         for person in data.persons:
             report.extend(self.add(person.name, person.images, model, detector=detector, face=face,
                                    keep_crops=keep_crops, on_image=on_image))
@@ -174,7 +177,11 @@ class Gallery:
             if crop.jpeg is None or crop.landmarks is None or crop.box is None:
                 missing.append(crop.face_id)
                 continue
-            image = decode_crop(crop.jpeg)
+            try:
+                image = decode_crop(crop.jpeg)
+            except FacefitError as exc:
+                raise GalleryError(f"face {crop.face_id}: {exc}; remove it (facefit gallery remove --face "
+                                   f"{crop.face_id} --yes), then re-embed") from None
             chips.append(aligner.cut(image, crop.box, crop.landmarks, model.contract.align))
             ids.append(crop.face_id)
             if on_face is not None:

@@ -48,11 +48,12 @@ class SearchSettings:
     ef_search: int = 256
 
     def __post_init__(self) -> None:
-        try:
-            object.__setattr__(self, "aggregation", Aggregation(self.aggregation))
-            object.__setattr__(self, "index", IndexKind(self.index))
-        except ValueError as exc:
-            raise GalleryError(str(exc)) from None
+        for name, kind in (("aggregation", Aggregation), ("index", IndexKind)):
+            value = getattr(self, name)
+            try:
+                object.__setattr__(self, name, kind(value))
+            except ValueError:
+                raise GalleryError(f"{name} {value!r}: choose one of {', '.join(k.value for k in kind)}") from None
         for name in ("ann_threshold", "nprobe", "hnsw_m", "ef_construction", "ef_search"):
             if int(getattr(self, name)) < 1:
                 raise GalleryError(f"{name} must be >= 1, got {getattr(self, name)}")

@@ -124,4 +124,6 @@ def check_name(name: str) -> str:
         raise GalleryError("a person's name cannot be empty")
     if len(clean) > 200 or any(ord(c) < 32 for c in clean):
         raise GalleryError(f"{name!r}: not a usable name (control characters or over 200 characters)")
+    if any("\udc80" <= c <= "\udcff" for c in clean):  # bytes of a name that is not UTF-8, as Python keeps them
+        raise GalleryError(f"{ascii(name)}: not a usable name (not valid UTF-8)")
     return clean

@@ -17,6 +17,7 @@ from pathlib import Path
 
 import numpy as np
 
+from facefit.errors import FacefitError, UsageError
 from facefit.io.wal import use_wal
 
 SCHEMA_VERSION = 1
@@ -36,8 +37,22 @@ class CachedDetection:
 class EvalCache:
     def __init__(self, path: str | Path) -> None:
         self.path = Path(path)
-        self.path.parent.mkdir(parents=True, exist_ok=True)
-        self.db = sqlite3.connect(str(self.path), timeout=60)
+        if self.path.is_dir():
+            raise UsageError(f"{self.path}: is a folder; the face cache is one SQLite file")
+        try:
+            self.path.parent.mkdir(parents=True, exist_ok=True)
+            self.db = sqlite3.connect(str(self.path), timeout=60)
+        except (OSError, sqlite3.Error) as exc:
+            raise UsageError(f"{self.path}: cannot open the face cache: {getattr(exc, 'strerror', None) or exc}") \
+                from None
+        try:
+            self._init_schema()
+        except sqlite3.DatabaseError as exc:
+            self.db.close()
+            raise FacefitError(f"{self.path}: not a facefit face cache ({exc}); give another --cache file, or "
+                               f"delete this one if it is facefit's (it only holds what can be recomputed)") from None
+
+    def _init_schema(self) -> None:
         use_wal(self.db, 60)
         self.db.execute("PRAGMA synchronous=NORMAL")
         with self.db:
@@ -46,7 +61,7 @@ class EvalCache:
             self.db.execute("INSERT OR IGNORE INTO meta VALUES ('schema', ?)", (str(SCHEMA_VERSION),))
             row = self.db.execute("SELECT value FROM meta WHERE key='schema'").fetchone()
             if int(row[0]) != SCHEMA_VERSION:
-                raise RuntimeError(f"{self.path}: cache schema {row[0]}, expected {SCHEMA_VERSION}; delete the file")
+                raise FacefitError(f"{self.path}: cache schema {row[0]}, expected {SCHEMA_VERSION}; delete the file")
             self.db.execute(
                 "CREATE TABLE IF NOT EXISTS detections (sha TEXT, det_key TEXT, status TEXT, box TEXT, "
                 "landmarks BLOB, score REAL, detector TEXT, n_faces INTEGER, height INTEGER, width INTEGER, "

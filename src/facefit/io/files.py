@@ -16,6 +16,23 @@ from facefit.io.images import is_image_name
 T = TypeVar("T")
 
 
+BAD_NAME = "the file name is not valid UTF-8 (rename it)"
+
+
+def bad_name(path: str | os.PathLike) -> bool:
+    """Whether ``path`` holds bytes that are not UTF-8: such names cannot go into reports, CSVs or databases."""
+    try:
+        os.fspath(path).encode("utf-8")
+    except UnicodeEncodeError:
+        return True
+    return False
+
+
+def shown(path: str | os.PathLike) -> str:
+    """``path`` printable anywhere: undecodable bytes shown as ``\\xff``."""
+    return os.fspath(path).encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+
+
 @dataclass
 class InputSet:
     """Image files found under the given inputs, and what was passed over."""
@@ -58,11 +75,23 @@ def collect_images(inputs: Sequence[str | os.PathLike]) -> InputSet:
     return result
 
 
+def check_creatable(path: Path) -> None:
+    """Refuse a path that could never be created because one of its would-be folders is a file."""
+    for parent in path.parents:
+        if parent.exists():
+            if not parent.is_dir():
+                raise UsageError(f"{path}: cannot be created: {parent} is a file, not a folder")
+            return
+
+
 def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     """Refuse an existing output unless ``overwrite``; make sure its folder exists."""
     out = Path(path)
-    if out.exists() and (out.is_dir() or not overwrite):
+    if out.is_dir():
+        raise UsageError(f"{out}: is a folder; give a file name for this output")
+    if out.exists() and not overwrite:
         raise OutputExistsError(out)
+    check_creatable(out)
     try:
         out.parent.mkdir(parents=True, exist_ok=True)
     except OSError as exc:
@@ -97,8 +126,11 @@ def write_with(path: str | os.PathLike, writer: Callable[[Path], None]) -> None:
 
 def check_report_dir(out_dir: Path, overwrite: bool) -> None:
     """A report folder may be new or empty; a non-empty one only with ``overwrite``."""
-    if out_dir.exists() and (not out_dir.is_dir() or (any(out_dir.iterdir()) and not overwrite)):
+    if out_dir.exists() and not out_dir.is_dir():
+        raise UsageError(f"{out_dir}: is a file; the report needs a folder here")
+    if out_dir.exists() and any(out_dir.iterdir()) and not overwrite:
         raise OutputExistsError(out_dir)
+    check_creatable(out_dir)
 
 
 def write_report_dir(out_dir: Path, writer: Callable[[Path], T]) -> T:

@@ -59,7 +59,9 @@ def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
     if not pretrained:
         return model
     if spec.pretrained is None:
-        raise WeightsNotFoundError(f"{name}: no pretrained weights are registered; use pretrained=False")
+        raise WeightsNotFoundError(f"{name}: no pretrained weights ship with facefit; give a model folder or "
+                                   f"peer checkpoint path instead, or train it from scratch (facefit train --base "
+                                   f"{name} --set pretrained=false)")
     cfg = spec.pretrained
     path, digest = verified(cfg.asset)
     if cfg.format != "dlib-dat":

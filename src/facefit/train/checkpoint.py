@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+import pickle
 import random
 import tempfile
 from dataclasses import dataclass, field
@@ -11,6 +12,8 @@ from typing import Any
 
 import numpy as np
 import torch
+
+from facefit.errors import FacefitError
 
 CHECKPOINT_VERSION = 1
 
@@ -45,9 +48,14 @@ def save_checkpoint(path: Path, state: dict[str, Any]) -> None:
 
 def load_checkpoint(path: Path) -> dict[str, Any]:
     # Our own files hold numpy RNG state and plain containers: weights_only cannot restore them.
-    state = torch.load(path, map_location="cpu", weights_only=False)
-    if state.get("version") != CHECKPOINT_VERSION:
-        raise ValueError(f"{path}: checkpoint version {state.get('version')}, expected {CHECKPOINT_VERSION}")
+    try:
+        state = torch.load(path, map_location="cpu", weights_only=False)
+    except (OSError, EOFError, RuntimeError, ValueError, pickle.UnpicklingError) as exc:
+        reason = " ".join(str(exc).split())[:200]
+        raise FacefitError(f"{path}: not a readable facefit checkpoint ({reason})") from None
+    version = state.get("version") if isinstance(state, dict) else None
+    if version != CHECKPOINT_VERSION:
+        raise FacefitError(f"{path}: checkpoint version {version}, expected {CHECKPOINT_VERSION}")
     return state
 
 

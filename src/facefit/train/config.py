@@ -134,7 +134,8 @@ class TrainConfig(_Section):
     select_metric: Literal["accuracy", "auc", "tar_at_far_1e-2", "tar_at_far_1e-3", "val_loss"] = "accuracy"
     early_stop: int | None = Field(None, ge=1, description="epochs without improvement before stopping")
     seed: int = 0
-    device: str = "auto"
+    device: str = Field("auto", pattern=r"^(auto|cpu|mps|(cuda|xpu)(:\d+)?)$",
+                        description="auto (a GPU if torch sees one), cpu, cuda, cuda:N, mps or xpu")
     workers: int | None = Field(None, ge=1, description="alignment processes")
 
     @model_validator(mode="after")
@@ -194,8 +195,8 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
 
         try:
             loaded = yaml.safe_load(Path(path).read_text())
-        except (OSError, yaml.YAMLError) as exc:
-            raise UsageError(f"{path}: cannot read config: {exc}") from None
+        except (OSError, UnicodeDecodeError, yaml.YAMLError) as exc:
+            raise UsageError(f"{path}: cannot read config: {' '.join(str(exc).split())}") from None
         if loaded is not None and not isinstance(loaded, dict):
             raise UsageError(f"{path}: a config must be a mapping of sections, got {type(loaded).__name__}")
         tree = loaded or {}
@@ -218,7 +219,12 @@ def parse_set(items: list[str]) -> dict[str, Any]:
         if "=" not in item:
             raise UsageError(f"--set {item!r}: expected KEY=VALUE, e.g. optim.lr=3e-4")
         key, raw = item.split("=", 1)
-        value = yaml.safe_load(raw)
+        try:
+            value = yaml.safe_load(raw)
+        except yaml.YAMLError as exc:
+            reason = getattr(exc, "problem", None) or " ".join(str(exc).split())
+            raise UsageError(f"--set {item!r}: the value is not valid YAML ({reason}); quote text, e.g. "
+                             f"{key.strip()}='\"...\"'") from None
         if isinstance(value, str) and _NUMBER.match(value):  # YAML 1.1 reads "1e-3" (no dot) as text
             value = float(value) if any(c in value for c in ".eE") else int(value)
         out[key.strip()] = value

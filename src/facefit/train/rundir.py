@@ -12,6 +12,7 @@ from pathlib import Path
 import torch
 
 from facefit.errors import UsageError
+from facefit.io.files import check_creatable
 from facefit.train.config import TrainConfig, load_config
 
 CKPT_DIR = "checkpoints"
@@ -47,7 +48,11 @@ def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, command: str)
     if run_dir.exists() and (not run_dir.is_dir() or any(run_dir.iterdir())):
         raise UsageError(f"{run_dir}: already exists and is not empty; continue it with --resume, "
                          f"or choose another --out")
-    run_dir.mkdir(parents=True, exist_ok=True)
+    check_creatable(run_dir)
+    try:
+        run_dir.mkdir(parents=True, exist_ok=True)
+    except OSError as exc:
+        raise UsageError(f"{run_dir}: cannot create the run folder: {exc.strerror or exc}") from None
     cfg_path.write_text(yaml.safe_dump(cfg.model_dump(mode="json"), sort_keys=False))
     import facefit
 
