@@ -8,7 +8,7 @@ import numpy as np
 import pytest
 
 from facefit.gallery.gallery import Gallery
-from facefit.gallery.store import ContractMismatchError
+from facefit.gallery.store import ContractMismatchError, GalleryError
 from facefit.gallery.transfer import export_gallery, import_gallery
 from facefit.pipeline import embed_files
 
@@ -84,6 +84,12 @@ def test_reembed_from_crops_reproduces_the_embeddings(built, tmp_path: Path, mod
     drift = np.linalg.norm(before - after, axis=1)
     assert drift.max() < 0.12, drift
     assert drift.mean() < 0.06, drift
+    with Gallery.open(path) as g:  # a damaged crop is named, and nothing is swapped
+        face_id = g.store.db.execute("SELECT MAX(face_id) FROM facefit_crops").fetchone()[0]
+        g.store.db.execute("UPDATE facefit_crops SET jpeg = ? WHERE face_id = ?", (b"\xff\xd8 damaged", face_id))
+        with pytest.raises(GalleryError, match=f"face {face_id}: a stored face crop is damaged.*--face {face_id}"):
+            g.reembed(model)
+        np.testing.assert_array_equal(g.store.vectors()[2], after)
 
 
 def test_another_model_is_refused_until_reembedded(built, tmp_path: Path, model) -> None:  # noqa: ANN001
