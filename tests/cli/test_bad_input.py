@@ -153,3 +153,18 @@ def test_bad_choices_and_addresses_say_what_is_allowed(tmp_path: Path, johns_dir
     assert code == 2 and "--host 999.999.1.1: not an address" in _one_error(err)
     code, _, err = _cli(["gallery", "reembed", "-m", "inception-resnet-v1", "-g", tmp_path / "g.sqlite"], capsys)
     assert code != 0 and "pretrained=false" in _one_error(err) and "use pretrained=False" not in err
+
+
+def test_ctrl_c_in_training_says_how_to_continue(tmp_path: Path, johns_dir: Path, capsys: pytest.CaptureFixture,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    import facefit.train.loop
+
+    def interrupted(cfg, run_dir: Path, **_) -> None:  # noqa: ANN001
+        (run_dir / "checkpoints").mkdir(parents=True)
+        (run_dir / "checkpoints" / "last.pt").write_bytes(b"an epoch")
+        raise KeyboardInterrupt
+
+    monkeypatch.setattr(facefit.train.loop, "train", interrupted)
+    code, _, err = _cli(["train", johns_dir, "--out", tmp_path / "run"], capsys)
+    assert code == 130 and "facefit: interrupted" in err
+    assert f"continue with facefit train --resume {tmp_path / 'run'}" in err

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+import os
 from pathlib import Path
 
 import pytest
@@ -105,9 +106,11 @@ def test_existing_outputs_are_refused_without_overwrite(scene: Scene, tmp_path: 
         err = capsys.readouterr().err
         assert code != 0 and "already exists" in err and "--overwrite" in err
         assert path.read_text() == "keep me"
-    for option in ("--out", "--events"):  # not even with --overwrite: the source itself
-        before = Path(scene.video).read_bytes()
-        code = _cli(["stream", scene.video, "--gallery", scene.gallery, option, scene.video, "--headless",
+    link = tmp_path / "same-file.avi"
+    os.link(scene.video, link)  # a hard link: another name, the same file
+    for option, target in (("--out", scene.video), ("--events", scene.video), ("--out", link)):
+        before = Path(scene.video).read_bytes()  # not even with --overwrite: the source itself
+        code = _cli(["stream", scene.video, "--gallery", scene.gallery, option, target, "--headless",
                      "--overwrite"])
         assert code != 0 and "is the video being read" in capsys.readouterr().err
         assert Path(scene.video).read_bytes() == before

@@ -406,3 +406,16 @@ def test_adapters_on_dlib_resnet_train_only_themselves_and_merge_into_the_plain_
     merge_adapters(m)
     assert set(m.state_dict()) == plain_keys  # an ordinary dlib-resnet again
     np.testing.assert_allclose(m.embed(chips), trained, rtol=1e-4, atol=1e-4)
+
+
+def test_validation_pairs_over_training_persons_are_flagged(tmp_path: Path) -> None:
+    from facefit.train.data import ChipData, val_overlap_note
+
+    train_paths = [tmp_path / "Ann" / "1.jpg", tmp_path / "Ann" / "2.jpg", tmp_path / "Bob" / "1.jpg"]
+    data = ChipData(np.zeros((3, 2, 2, 3), np.uint8), np.array([0, 0, 1]), ["Ann", "Bob"], train_paths)
+    val = tmp_path / "val"
+    assert val_overlap_note(data, [val / "Cid" / "1.jpg", val / "Dee" / "1.jpg"], val) is None
+    note = val_overlap_note(data, [val / "Bob" / "9.jpg", val / "Dee" / "1.jpg"], val)
+    assert note and "1 person folder name(s) are training persons, e.g. Bob" in note
+    note = val_overlap_note(data, [train_paths[0], val / "Dee" / "1.jpg"], val)
+    assert note and "1 of 2 images are training photos" in note

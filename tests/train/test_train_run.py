@@ -95,6 +95,39 @@ def test_bad_data(tiny: Path, tmp_path: Path) -> None:
         train(load_config(None, {**FAST, "data.train": [str(tmp_path / "none")]}), tmp_path / "r3")
 
 
+def test_resume_refuses_changed_data_and_works_from_any_folder(tiny: Path, tmp_path: Path,
+                                                              monkeypatch: pytest.MonkeyPatch) -> None:
+    mine = tmp_path / "data"
+    mine.mkdir()
+    for person in sorted(tiny.iterdir()):
+        (mine / person.name).symlink_to(person.resolve(), target_is_directory=True)
+    monkeypatch.chdir(tmp_path)
+    cfg = load_config(None, {**FAST, "optim.epochs": 1, "data.train": ["data"]})  # relative, as typed
+    assert cfg.data.train == [mine]  # stored absolute: a resume finds the same data from anywhere
+    train(cfg, tmp_path / "run")
+    monkeypatch.chdir("/")
+    stored = load_config(tmp_path / "run" / "config.yaml")
+    assert stored.digest() == cfg.digest()
+    sorted(mine.iterdir())[0].unlink()  # a person removed after the run started
+    with pytest.raises(UsageError, match="the training images changed since the run started"):
+        train(stored, tmp_path / "run", resume=True)
+    assert (tmp_path / "run" / "checkpoints" / "last.pt").is_file()  # the run is kept
+
+
+def test_photos_without_faces_are_refused(tmp_path: Path) -> None:
+    from PIL import Image
+
+    rng = np.random.default_rng(0)
+    for k in range(3):
+        (tmp_path / "noise" / f"p{k}").mkdir(parents=True)
+        for i in range(3):
+            Image.fromarray(rng.integers(0, 255, (96, 96, 3), dtype=np.uint8)).save(
+                tmp_path / "noise" / f"p{k}" / f"{i}.png")
+    with pytest.raises(FacefitError, match="9 of 9 training images have no detected face"):
+        train(load_config(None, {**FAST, "data.train": [str(tmp_path / "noise")]}), tmp_path / "run")
+    assert not (tmp_path / "run").exists()
+
+
 def test_trains_another_backbone_from_scratch(tiny: Path, tmp_path: Path) -> None:
     """A registered architecture without pretrained weights: its own alignment recipe, no guards, exported."""
     cfg = _cfg(tiny, **{"base": "mobilefacenet", "pretrained": False, "guard.distill_weight": 0,

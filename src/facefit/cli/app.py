@@ -79,6 +79,8 @@ def main(argv: list[str] | None = None) -> None:
         hint = f" (see '{ctx.command_path} --help')" if ctx is not None else ""
         print(f"facefit: error: {exc.format_message()}{hint}", file=sys.stderr)  # type: ignore[attr-defined]
         sys.exit(exc.exit_code)  # type: ignore[attr-defined]
+    if code == 130:  # typer turns Ctrl-C into exit code 130 when it does not exit itself
+        print("facefit: interrupted", file=sys.stderr)
     sys.exit(code if isinstance(code, int) else 0)
 
 

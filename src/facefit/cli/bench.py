@@ -9,7 +9,7 @@ import typer
 
 from facefit.cli.bench_serve import bench_serve
 from facefit.cli.bench_stream import bench_stream
-from facefit.cli.common import err, info, out
+from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
 
 bench_app = typer.Typer(help="Measure throughput on this machine.", no_args_is_help=True)
 bench_app.command("stream")(bench_stream)
@@ -46,7 +46,8 @@ def bench_embed(
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
     data: Annotated[Path | None, typer.Option("--data", help="Data folder with fixtures/johns.")] = None,
     no_dlib: Annotated[bool, typer.Option("--no-dlib", help="Skip dlib's descriptor (slow: ~20 img/s).")] = False,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    json_out: BenchJsonOpt = None,
+    overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """Embedding throughput (images/s) of facefit vs dlib's compute_face_descriptor on the same chips."""
     import json
@@ -61,7 +62,7 @@ def bench_embed(
     from facefit.models import create_model
 
     if json_out is not None:
-        check_writable(json_out, overwrite=False)
+        check_writable(json_out, overwrite)
     threads = threads or sorted({1, torch.get_num_threads()})
     net = create_model(model)
     size = net.contract.input_size[0]
@@ -98,7 +99,8 @@ def bench_search(
     = [32, 64, 128],  # noqa: B006
     ef: Annotated[list[int], typer.Option("--ef", min=1, help="HNSW efSearch values.")] = [128, 256, 512],  # noqa: B006
     dim: Annotated[int, typer.Option("--dim", min=2, help="Embedding dimension.")] = 128,
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    json_out: BenchJsonOpt = None,
+    overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """1:N search latency (p50/p99 per query) and recall@1 against exact search, on synthetic embeddings.
 
@@ -116,7 +118,7 @@ def bench_search(
     from facefit.io.files import check_writable, write_text_atomic
 
     if json_out is not None:
-        check_writable(json_out, overwrite=False)
+        check_writable(json_out, overwrite)
     info(f"{os.cpu_count()} CPU(s); synthetic {dim}-D galleries; {queries} queries each")
     bad = set(index) - {"exact", "ivf", "hnsw"}
     if bad:

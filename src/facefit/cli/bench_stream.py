@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import err, info, out
+from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
 from facefit.stream import DEFAULT_DETECT_EVERY
 
 MAX_FACES = 4  # lanes of 160 px in a 640 px frame; more faces would overlap
@@ -25,7 +25,8 @@ def bench_stream(
                                                     "per person (default: lfw/images in $FACEFIT_DATA or "
                                                     "../shared/data).", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    json_out: BenchJsonOpt = None,
+    overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """Frames per second of 'facefit stream' on a 640x480 video of 1-3 real faces.
 
@@ -51,7 +52,7 @@ def bench_stream(
     for t in tracker:
         StreamConfig(tracker=t)  # validates the name before the slow part
     if json_out is not None:
-        check_writable(json_out, overwrite=False)
+        check_writable(json_out, overwrite)
     folder = faces_folder(faces_from, "builds its video from real face photos")
     import torch
 

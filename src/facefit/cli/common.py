@@ -47,6 +47,10 @@ class Detector(enum.StrEnum):
     auto = "auto"
 
 
+# Options shared by the benchmarks.
+BenchJsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")]
+BenchOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")]
+
 # Options shared by the evaluation commands (eval, eval-1n).
 EvalDetectorOpt = Annotated[Detector, typer.Option("--detector", help="hog: dlib's pipeline; auto: hog, padded hog, "
                                                                        "then mmod (finds more faces).")]

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import os
 from pathlib import Path
 from typing import Annotated
 
@@ -91,9 +92,11 @@ def stream(
     config = StreamConfig(detect_every=detect_every, min_face=min_face,
                           tracker=tracker.value, threshold=threshold, every=every, max_frames=max_frames)
     # Every cheap check before the slow ones (opening a stream, loading a model).
-    source_file = Path(source).resolve() if Path(source).exists() else None
+    source_file = Path(source) if Path(source).is_file() else None
     for option, target in (("--out", out_video), ("--events", events)):
-        if source_file is not None and target not in (None, "-") and Path(target).resolve() == source_file:
+        # samefile, not resolve(): a hard link is the same file under another name
+        if source_file is not None and target not in (None, "-") and Path(target).exists() \
+                and os.path.samefile(target, source_file):
             raise UsageError(f"{option} {target}: is the video being read; write somewhere else")
     if out_video is not None:
         codec_for(out_video)

@@ -87,8 +87,16 @@ def train_command(
             raise UsageError("--val-pairs needs --val-root, the folder its image paths are relative to")
         cfg = load_config(config, overrides)
         run_dir, is_resume = out, False
-    result = train(cfg, run_dir, resume=is_resume, progress=progress_bar, log=info,
-                   command="facefit " + shlex.join(sys.argv[1:]))
+    try:
+        result = train(cfg, run_dir, resume=is_resume, progress=progress_bar, log=info,
+                       command="facefit " + shlex.join(sys.argv[1:]))
+    except KeyboardInterrupt:
+        if (run_dir / "checkpoints" / "last.pt").is_file():
+            info(f"interrupted; every finished epoch is saved: continue with facefit train --resume "
+                 f"{shlex.quote(str(run_dir))}")
+        else:
+            info("interrupted before the first epoch was saved; the run folder was removed")
+        raise
     best = result.best
     summary = ", ".join(f"{k} {best[k]:.4f}" for k in ("accuracy", "auc", "tar_at_far_1e-2") if best.get(k) is not None)
     err.print(f"done in {result.seconds / 60:.1f} min ({result.images_per_s:.0f} img/s training); best epoch "

@@ -38,9 +38,10 @@ def parse_face_choice(text: str | None) -> str | int | None:
     value = text.strip().lower()
     if value in ("largest", "center"):
         return value
-    if value.isdigit():
+    if value.isascii() and value.isdigit() and len(value) <= 6:  # isdigit alone takes "²", which int() refuses
         return int(value)
-    raise UsageError(f"--face {text!r}: expected largest, center or a face number (0 = leftmost)")
+    shown = text if len(text) <= 40 else text[:37] + "..."
+    raise UsageError(f"--face {shown!r}: expected largest, center or a face number (0 = leftmost)")
 
 
 def choose_face(faces: list[Face], choice: str | int | None, image_shape: tuple[int, ...]) -> Face:

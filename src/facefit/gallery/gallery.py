@@ -100,6 +100,8 @@ class Gallery:
         from facefit.gallery.enrol import prepare_faces
         from facefit.gallery.store import check_name
 
+        if isinstance(images, str | os.PathLike | ImageBytes):  # one photo, not a sequence of characters
+            images = [images]
         name = check_name(name)
         self.check_model(model)
         prepared = prepare_faces(images, model, _aligner(detector, model), choice=face, keep_crops=keep_crops,
@@ -159,6 +161,13 @@ class Gallery:
     def identify(self, embeddings: np.ndarray, model: FaceEmbedder, *, threshold: float | None = None,
                  top_k: int = 5) -> list[Identification]:
         """Open-set identification of embeddings made by ``model``; ``threshold`` defaults to the model's own."""
+        import math
+        import numbers
+
+        if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
+            raise GalleryError(f"top_k must be a whole number >= 1, got {top_k!r}")
+        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+            raise GalleryError(f"threshold must be a distance above 0, got {threshold!r}")
         self.check_model(model)
         index = self.index()
         if threshold is None:

@@ -112,7 +112,11 @@ class SqlStore:
         return [self._record(r) for r in rows]
 
     def _person_id(self, name: str) -> int:
-        row = self._one("SELECT id FROM facefit_persons WHERE name = ?", (name,))
+        import unicodedata
+
+        # Names are stored stripped and in NFC (check_name); a gallery from before that keeps its spelling.
+        row = self._one("SELECT id FROM facefit_persons WHERE name IN (?, ?) ORDER BY name = ? DESC",
+                        (name, unicodedata.normalize("NFC", name.strip()), name))
         if row is None:
             raise UnknownPersonError(f"no person named {name!r} in the gallery {self.location}")
         return int(row[0])

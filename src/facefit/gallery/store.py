@@ -118,12 +118,17 @@ def stored_crop(face_id: int, jpeg: bytes | None, geometry: str | None) -> Store
 
 
 def check_name(name: str) -> str:
-    """Person names are free text but must be printable and non-empty."""
-    clean = name.strip()
+    """Person names are free text but must be printable and non-empty; stored in Unicode NFC form.
+
+    NFC, so that "José" typed on one keyboard and pasted from another is one person, not two.
+    """
+    import unicodedata
+
+    clean = unicodedata.normalize("NFC", name.strip())
     if not clean:
         raise GalleryError("a person's name cannot be empty")
     if len(clean) > 200 or any(ord(c) < 32 for c in clean):
         raise GalleryError(f"{name!r}: not a usable name (control characters or over 200 characters)")
-    if any("\udc80" <= c <= "\udcff" for c in clean):  # bytes of a name that is not UTF-8, as Python keeps them
+    if any("\udc80" <= c <= "\udcff" for c in clean) or "\ufffd" in clean:  # undecodable bytes, kept or replaced
         raise GalleryError(f"{ascii(name)}: not a usable name (not valid UTF-8)")
     return clean

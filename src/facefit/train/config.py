@@ -12,7 +12,7 @@ import re
 from pathlib import Path
 from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError, model_validator
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator, model_validator
 
 from facefit.errors import UsageError
 
@@ -21,6 +21,13 @@ _NUMBER = re.compile(r"^[+-]?(\d+\.?\d*|\.\d+)([eE][+-]?\d+)?$")
 
 class _Section(BaseModel):
     model_config = ConfigDict(extra="forbid", frozen=True)
+
+
+def _absolute(value: Any) -> Any:
+    """Paths made absolute when the config is built, so a run resumes the same data from any folder."""
+    if isinstance(value, list):
+        return [_absolute(v) for v in value]
+    return Path(value).expanduser().absolute() if isinstance(value, Path) else value
 
 
 class DataConfig(_Section):
@@ -35,6 +42,8 @@ class DataConfig(_Section):
                                                                          "(default: 0.1 without val_pairs, else 0)")
     val_pairs: Path | None = Field(None, description="verification pairs scored after every epoch")
     val_root: Path | None = Field(None, description="folder the val pairs' paths are relative to")
+
+    _paths_absolute = field_validator("train", "metadata", "val_pairs", "val_root")(_absolute)
 
     @property
     def held_out(self) -> float:
@@ -110,6 +119,8 @@ class GuardConfig(_Section):
     adapter_rank: int = Field(0, ge=0, description="0: train the weights of the stages after the frozen ones; N: "
                                                   "keep them frozen too and learn a rank-N update of each conv and "
                                                   "linear weight there (LoRA), merged into the weights on export")
+
+    _anchors_absolute = field_validator("anchors")(_absolute)
 
     @property
     def anchor_weight_or_default(self) -> float:

@@ -120,6 +120,10 @@ def prepare_data(cfg: DataConfig, recipe: AlignRecipe, cache: EvalCache, *, seed
         got = cached_chips(paths, config, cache, workers=workers, progress=progress)
         chips, no_face = got.chips, got.no_face
         digest = content_digest(hash_files(paths))
+        if len(no_face) * 2 > len(paths):  # the median-box fallback is for a few misses, not for non-faces
+            raise FacefitError(f"{len(no_face)} of {len(paths)} training images have no detected face (e.g. "
+                               f"{no_face[0]}); are these face photos? Already aligned chips need "
+                               f"--set data.aligned=true")
         if no_face:
             notes.append(f"{len(no_face)} of {len(paths)} training images had no detected face; their chip "
                          f"comes from the median face box")
@@ -161,3 +165,28 @@ def prepare_anchors(roots: list[Path], recipe: AlignRecipe, cache: EvalCache, *,
     if found.skipped:
         notes.append(f"guard.anchors: {len(found.skipped)} non-image file(s) ignored, e.g. {found.skipped[0]}")
     return got.chips, notes
+
+
+def val_overlap_note(train: ChipData, val_images: list[Path], val_root: Path) -> str | None:
+    """A warning when the validation pairs reuse training photos or training persons' folders, or None.
+
+    Pairs over training identities select epochs and calibrate thresholds on faces the model has
+    learnt, so the numbers come out optimistic.
+    """
+    trained = {p.resolve() for p in train.paths}
+    shared = [p for p in val_images if p.resolve() in trained]
+    persons = {n.rsplit("/", 1)[-1] for n in train.persons}
+    named = set()
+    for p in val_images:
+        try:
+            first = p.relative_to(val_root).parts[0]
+        except (ValueError, IndexError):
+            continue
+        if first in persons:
+            named.add(first)
+    if not shared and not named:
+        return None
+    return (f"warning: the validation pairs overlap the training data ({len(shared)} of {len(val_images)} "
+            f"images are training photos; {len(named)} person folder name(s) are training persons, e.g. "
+            f"{sorted(named)[0] if named else shared[0].name}); epoch selection and the exported thresholds "
+            f"will be optimistic: validate on persons the model does not train on")

@@ -94,7 +94,7 @@ def _load_data(cfg: TrainConfig, recipe: Any, dist: Any, progress: ProgressFacto
     """The aligned training chips, the anchor chips (or None) and the validator (rank 0 only, or None)."""
     from facefit.io.assets import cache_dir
     from facefit.io.cache import EvalCache
-    from facefit.train.data import prepare_anchors, prepare_data
+    from facefit.train.data import prepare_anchors, prepare_data, val_overlap_note
     from facefit.train.validate import PairsValidator
 
     with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
@@ -113,7 +113,9 @@ def _load_data(cfg: TrainConfig, recipe: Any, dist: Any, progress: ProgressFacto
     if dist.main and validator is None and val_set is not None:
         validator = PairsValidator.from_held_out(val_set.chips, val_set.labels, cfg.seed)
     if dist.main:
-        for note in data.notes + anchor_notes:
+        overlap = val_overlap_note(train_set, validator.pairs.images(), cfg.data.val_root) \
+            if validator is not None and cfg.data.val_pairs is not None else None
+        for note in data.notes + anchor_notes + ([overlap] if overlap else []):
             log(note)
         log(f"training on {len(train_set)} faces of {train_set.n_persons} persons"
             + (f"; {len(val_set)} faces of {val_set.n_persons} held-out persons" if val_set else "")
@@ -192,6 +194,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
     train_set, val_set = data.train, data.val
 
     state = load_checkpoint(ckpt_dir / "last.pt") if resume else None
+    if state is not None and state.get("data_digest", data.digest) != data.digest:
+        raise UsageError(f"{run_dir}: the training images changed since the run started (content digest "
+                         f"{state['data_digest'][:12]}, now {data.digest[:12]}); an exact resume needs the same "
+                         f"data: put it back, or start a new run with --out")
     if state is not None and state.get("finished"):
         log(f"{run_dir}: the run had finished; exporting its best model again")
     _start_weights(cfg, model, train_set, ckpt_dir, state is not None, dist.main)
@@ -250,6 +256,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                 "model": model.state_dict(), "loss": s.loss_fn.state_dict(), "optimizer": s.optimizer.state_dict(),
                 "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
                 "total_steps": s.schedule.total, "rng": rng_state(), "config_digest": cfg.digest(),
+                "data_digest": data.digest,
                 "ema": s.ema.state_dict() if s.ema is not None else None, **run.to_checkpoint()})
         dist.barrier()
 
