@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import err, info, out
+from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
 
 
 def bench_serve(
@@ -20,7 +20,8 @@ def bench_serve(
                                                     "per person (default: lfw/images in $FACEFIT_DATA or "
                                                     "../shared/data).", show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
-    json_out: Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")] = None,
+    json_out: BenchJsonOpt = None,
+    overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """Latency and throughput of POST /verify and /identify, served by uvicorn on this machine.
 
@@ -50,7 +51,7 @@ def bench_serve(
         raise FacefitError(f"the serve benchmark needs the [serve] extra and httpx: pip install 'facefit[serve]' "
                            f"httpx ({exc.name} is missing)") from None
     if json_out is not None:
-        check_writable(json_out, overwrite=False)
+        check_writable(json_out, overwrite)
     folder = faces_folder(faces_from, "enrols and sends real face photos")
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     info(f"{os.cpu_count()} CPU(s){load}; {persons} persons from {folder}")
