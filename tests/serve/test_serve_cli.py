@@ -45,7 +45,17 @@ def test_the_server_answers_over_http(tmp_path: Path, yale_dir: Path) -> None:
         assert httpx.post(f"{base}/verify", files=files, timeout=60).status_code == 401  # the key came from the env
         r = httpx.post(f"{base}/verify", files=files, headers=head, timeout=60)
         assert r.status_code == 200 and r.json()["same"] is True
-        assert httpx.get(f"{base}/openapi.json", timeout=10).json()["info"]["title"] == "facefit"
+        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 401  # the docs need the key too
+        assert httpx.get(f"{base}/openapi.json", headers=head, timeout=10).json()["info"]["title"] == "facefit"
+        # The key is checked before the body is read: an anonymous bad body is a 401, not a parse error.
+        bad = httpx.post(f"{base}/identify", content=b"--x\r\n", timeout=10,
+                         headers={"content-type": "multipart/form-data"})
+        assert bad.status_code == 401 and bad.headers["content-type"] == "application/json"
+        with httpx.Client(base_url=base, headers=head, timeout=60) as keep_alive:  # one connection throughout
+            photo = {"images": ("a.png", (yale_dir / "subject04/04_normal.png").read_bytes())}
+            odd = keep_alive.post("/persons/x/faces", params={"face": "\u00b2"}, files=photo)
+            assert odd.status_code == 422 and odd.json()["detail"][0]["loc"] == ["query", "face"]
+            assert keep_alive.get("/persons").json() == []  # the connection survived the bad request
     finally:
         proc.terminate()
         out, _ = proc.communicate(timeout=30)

@@ -6,13 +6,15 @@ from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
 from typing import TYPE_CHECKING
 
-from fastapi import FastAPI, Request, status
+from fastapi import Depends, FastAPI
 from fastapi.exceptions import RequestValidationError
-from fastapi.responses import JSONResponse
 
 from facefit.errors import FacefitError
+from facefit.serve.auth import ApiKeyGuard
+from facefit.serve.errors import LastResort, facefit_error, validation_error
 from facefit.serve.limits import BodyLimit
 from facefit.serve.settings import ServeSettings
+from facefit.serve.strict import strict_request
 
 if TYPE_CHECKING:
     from facefit.serve.state import ServeState
@@ -43,26 +45,17 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
             await run_in_threadpool(loaded.close)
 
     app = FastAPI(title="facefit", version=facefit.__version__, lifespan=lifespan,
+                  dependencies=[Depends(strict_request)],  # every route: no unknown or repeated parameters
                   description="Face verification (1:1), open-set identification (1:N) and enrolment.")
     app.include_router(system.router)
     app.include_router(faces.router)
     app.include_router(persons.router)
+    app.add_exception_handler(FacefitError, facefit_error)
+    app.add_exception_handler(RequestValidationError, validation_error)
+    # Middleware, innermost first: the body cap, then the key (before any byte of the body is read), then
+    # the JSON 500 around everything.
     app.add_middleware(BodyLimit, limit=int(settings.max_request_mb * 1024 * 1024))
-    app.add_exception_handler(FacefitError, _facefit_error)
-    app.add_exception_handler(RequestValidationError, _validation_error)
+    if settings.api_key is not None:
+        app.add_middleware(ApiKeyGuard, key=settings.api_key.get_secret_value())
+    app.add_middleware(LastResort)
     return app
-
-
-async def _facefit_error(_request: Request, exc: Exception) -> JSONResponse:
-    from facefit.gallery.store import GalleryError, UnknownPersonError
-
-    code = (status.HTTP_404_NOT_FOUND if isinstance(exc, UnknownPersonError)
-            else status.HTTP_409_CONFLICT if isinstance(exc, GalleryError)
-            else status.HTTP_422_UNPROCESSABLE_CONTENT)
-    return JSONResponse({"detail": str(exc)}, status_code=code)
-
-
-async def _validation_error(_request: Request, exc: Exception) -> JSONResponse:
-    # FastAPI's default echoes the offending input back, uploads included: say where and what, only.
-    errors = [{"loc": list(e.get("loc", ())), "msg": e.get("msg", "")} for e in exc.errors()]  # type: ignore[attr-defined]
-    return JSONResponse({"detail": errors}, status_code=status.HTTP_422_UNPROCESSABLE_CONTENT)

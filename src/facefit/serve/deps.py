@@ -1,8 +1,10 @@
-"""Request dependencies as ``Annotated`` types: the server state, the API key check, decoded uploads."""
+"""Request dependencies as ``Annotated`` types: the server state, the gallery, enrol rights, decoded uploads.
+
+The API key is checked before any of them, by ``auth.ApiKeyGuard``: dependencies run after the body is parsed.
+"""
 
 from __future__ import annotations
 
-import hmac
 from typing import Annotated
 
 from fastapi import Depends, HTTPException, Request, UploadFile, status
@@ -16,21 +18,6 @@ def get_state(request: Request) -> ServeState:
 
 
 State = Annotated[ServeState, Depends(get_state)]
-
-
-def check_key(request: Request, state: State) -> None:
-    """With an API key configured, the request must carry ``Authorization: Bearer <key>``."""
-    key = state.settings.api_key
-    if key is None:
-        return
-    given = request.headers.get("authorization", "")
-    scheme, _, token = given.partition(" ")
-    if scheme.lower() != "bearer" or not hmac.compare_digest(token.encode(), key.get_secret_value().encode()):
-        raise HTTPException(status.HTTP_401_UNAUTHORIZED, "missing or wrong API key (Authorization: Bearer <key>)",
-                            headers={"WWW-Authenticate": "Bearer"})
-
-
-Authorized = Depends(check_key)
 
 
 def get_gallery(state: State) -> GalleryWorker:

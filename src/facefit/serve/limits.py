@@ -10,12 +10,13 @@ Scope = MutableMapping[str, Any]
 Message = MutableMapping[str, Any]
 Receive = Callable[[], Awaitable[Message]]
 Send = Callable[[Message], Awaitable[None]]
+App = Callable[[Scope, Receive, Send], Awaitable[None]]
 
 
 class BodyLimit:
     """ASGI middleware: 413 when a request body is larger than ``limit`` bytes (declared or counted)."""
 
-    def __init__(self, app: Callable[[Scope, Receive, Send], Awaitable[None]], limit: int) -> None:
+    def __init__(self, app: App, limit: int) -> None:
         self.app = app
         self.limit = limit
 

@@ -1,11 +1,14 @@
-"""Request and response schemas. Unknown fields and query parameters are refused (``extra="forbid"``)."""
+"""Request and response schemas. Unknown fields and query parameters are refused (``extra="forbid"``).
+
+Routes without a query model, and repeated values, are ``strict.py``'s part.
+"""
 
 from __future__ import annotations
 
 from typing import Literal
 
 from fastapi import UploadFile
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
 
 class Strict(BaseModel):
@@ -22,18 +25,35 @@ class EmbedQuery(Strict):
 
 
 class VerifyQuery(Strict):
-    threshold: float | None = Field(None, gt=0, description="accept when the distance is at most this "
-                                                            "(default: the model's own 1:1 threshold)")
+    # Not allow_inf_nan: 'inf' and '1e309' are floats > 0 that accept every pair, shown as "threshold": null.
+    threshold: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                    description="accept when the distance is at most this "
+                                                "(default: the model's own 1:1 threshold)")
 
 
 class IdentifyQuery(Strict):
     top_k: int = Field(3, ge=1, le=50)
-    threshold: float | None = Field(None, gt=0, description="default: the model's 1:N threshold")
+    threshold: float | None = Field(None, gt=0, allow_inf_nan=False, description="default: the model's 1:N "
+                                                                                 "threshold")
 
 
 class EnrolQuery(Strict):
-    face: str | None = Field(None, description="which face of a photo with several: largest, center or its "
-                                               "number (0 = leftmost); without it such photos are refused")
+    face: str | None = Field(None, max_length=40,
+                             description="which face of a photo with several: largest, center or its number "
+                                         "(0 = leftmost); without it such photos are refused")
+
+    @field_validator("face")
+    @classmethod
+    def _a_face_choice(cls, value: str | None) -> str | None:
+        """Checked here, so that a bad choice is a 422 on ``face``, before any photo is read."""
+        from facefit.errors import FacefitError
+        from facefit.gallery.enrol import parse_face_choice
+
+        try:
+            parse_face_choice(value)
+        except (FacefitError, ValueError):  # ValueError: int() of digits it cannot read, such as "²"
+            raise ValueError("expected largest, center or a face number (0 = leftmost)") from None
+        return value
 
 
 class OneImage(_Form):

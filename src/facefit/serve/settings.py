@@ -19,8 +19,10 @@ class ServeSettings(BaseSettings):
                                                   "or the per-user gallery); none: 1:N endpoints answer 503")
     no_gallery: bool = Field(False, description="serve verification and embedding only")
     detector: Literal["hog", "auto"] = "hog"
-    threshold: float | None = Field(None, gt=0, description="1:N accept threshold (default: the model's own)")
-    verify_threshold: float | None = Field(None, gt=0, description="1:1 threshold (default: the model's own)")
+    threshold: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                    description="1:N accept threshold (default: the model's own)")
+    verify_threshold: float | None = Field(None, gt=0, allow_inf_nan=False,
+                                           description="1:1 threshold (default: the model's own)")
     max_upload_mb: float = Field(10.0, gt=0, le=200, description="largest accepted image upload")
     max_request_mb: float = Field(100.0, gt=0, le=4096, description="largest request body (all its uploads); "
                                                                    "refused while it arrives")

@@ -1,12 +1,20 @@
-"""``/persons``: list, show, enrol photos for, and remove the people of the gallery."""
+"""``/persons``: list, show, enrol photos for, and remove the people of the gallery.
+
+Names may hold '/' (``facefit gallery add "AC/DC" ...`` allows it), and ``/persons/AC%2FDC`` reaches the
+routes as ``/persons/AC/DC``, so the name is a ``{name:person}``: like ``{name:path}``, it spans slashes.
+``POST /persons/{name}/faces`` matches greedily, so ``AC/DC/faces`` enrols ``AC/DC``; GET and DELETE have no
+sub-resource, so all of what follows ``/persons/`` is the name.
+"""
 
 from __future__ import annotations
 
 from typing import Annotated
 
 from fastapi import APIRouter, Form, Path, Query, Response, status
+from pydantic import AfterValidator
+from starlette.convertors import Convertor, register_url_convertor
 
-from facefit.serve.deps import Authorized, EnrolAllowed, GalleryDep, State, read_upload
+from facefit.serve.deps import EnrolAllowed, GalleryDep, State, read_upload
 from facefit.serve.schemas import (
     Added,
     Duplicate,
@@ -20,8 +28,45 @@ from facefit.serve.schemas import (
     Removed,
 )
 
-router = APIRouter(prefix="/persons", tags=["persons"], dependencies=[Authorized])
-Name = Annotated[str, Path(min_length=1, max_length=200)]
+
+class PersonName(Convertor[str]):
+    """``path``'s '.*' stops at a newline, so a name with one got 404 "Not Found" rather than a 422 that says
+    why; and '+': '/persons/' is the list (a redirect to it), not a person with an empty name."""
+
+    regex = "(?s:.+)"
+
+    def convert(self, value: str) -> str:
+        return value
+
+    def to_string(self, value: str) -> str:
+        return value
+
+
+# A declaration the routes below need when they are compiled, as ':path' is built in; nothing is loaded.
+register_url_convertor("person", PersonName())
+router = APIRouter(prefix="/persons", tags=["persons"])
+
+
+def _storable(name: str) -> str:
+    """The gallery's own rule (``check_name``), as a 422 on the path: a bad name is bad input, not a conflict."""
+    from facefit.gallery.store import GalleryError, check_name
+
+    try:
+        return check_name(name)
+    except GalleryError as exc:
+        raise ValueError(str(exc)) from None
+
+
+def _findable(name: str) -> str:
+    """Blank names and control characters were never storable: 422. Anything else is looked up (or 404),
+    so a person stored under an older, looser rule can still be shown and removed."""
+    if not name.strip() or any(ord(c) < 32 for c in name):
+        raise ValueError("not a person's name (empty, or control characters)")
+    return name
+
+
+Name = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(_findable)]
+NewName = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(_storable)]
 
 
 @router.get("")
@@ -31,23 +76,8 @@ def list_persons(gallery: GalleryDep) -> list[PersonOut]:
             for p in gallery.call(lambda g: g.persons())]
 
 
-@router.get("/{name}")
-def show_person(name: Name, gallery: GalleryDep) -> PersonDetail:
-    """One person's stored faces (no images: crops stay in the gallery)."""
-    from facefit.gallery.store import UnknownPersonError
-
-    def faces(g):  # noqa: ANN001, ANN202
-        if name not in {p.name for p in g.persons()}:
-            raise UnknownPersonError(f"no person named {name!r} in the gallery")
-        return g.faces(name)
-
-    return PersonDetail(name=name, faces=[
-        FaceOut(id=f.id, source=f.source, box=f.box, det_score=f.det_score, face_px=f.face_px,
-                sharpness=f.sharpness, detector=f.detector, created=f.created) for f in gallery.call(faces)])
-
-
-@router.post("/{name}/faces", status_code=status.HTTP_201_CREATED, dependencies=[EnrolAllowed])
-def enrol(name: Name, state: State, gallery: GalleryDep, form: Annotated[ManyImages, Form()],
+@router.post("/{name:person}/faces", status_code=status.HTTP_201_CREATED, dependencies=[EnrolAllowed])
+def enrol(name: NewName, state: State, gallery: GalleryDep, form: Annotated[ManyImages, Form()],
           q: Annotated[EnrolQuery, Query()], response: Response) -> EnrolResponse:
     """Enrol one face from each uploaded photo, in one transaction; duplicates are not stored twice.
 
@@ -67,7 +97,16 @@ def enrol(name: Name, state: State, gallery: GalleryDep, form: Annotated[ManyIma
     return body
 
 
-@router.delete("/{name}", dependencies=[EnrolAllowed])
+@router.get("/{name:person}")
+def show_person(name: Name, gallery: GalleryDep) -> PersonDetail:
+    """One person's stored faces (no images: crops stay in the gallery)."""
+    faces = gallery.call(lambda g: g.faces(name))  # an unknown name raises UnknownPersonError: 404
+    return PersonDetail(name=faces[0].person if faces else name, faces=[
+        FaceOut(id=f.id, source=f.source, box=f.box, det_score=f.det_score, face_px=f.face_px,
+                sharpness=f.sharpness, detector=f.detector, created=f.created) for f in faces])
+
+
+@router.delete("/{name:person}", dependencies=[EnrolAllowed])
 def remove(name: Name, gallery: GalleryDep) -> Removed:
     """Forget a person: their embeddings and stored crops are deleted."""
     return Removed(person=name, removed_faces=gallery.call(lambda g: g.remove(name)))

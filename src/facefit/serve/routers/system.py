@@ -1,4 +1,4 @@
-"""``GET /health`` (no key needed) and ``GET /model``: is it up, and what do its embeddings mean."""
+"""``GET /health`` (no key needed, see ``auth.OPEN_PATHS``) and ``GET /model``: is it up, what its embeddings mean."""
 
 from __future__ import annotations
 
@@ -6,7 +6,7 @@ from typing import Any
 
 from fastapi import APIRouter
 
-from facefit.serve.deps import Authorized, State
+from facefit.serve.deps import State
 from facefit.serve.schemas import Health
 
 router = APIRouter(tags=["system"])
@@ -25,7 +25,7 @@ def health(state: State) -> Health:
                   persons=persons, faces=faces)
 
 
-@router.get("/model", dependencies=[Authorized])
+@router.get("/model")
 def model_contract(state: State) -> dict[str, Any]:
     """The embedding contract: architecture, input, alignment, distance and calibrated thresholds."""
     return state.model.contract.to_dict()
