@@ -92,6 +92,8 @@ def test_csv_format_and_errors(tmp_path: Path) -> None:
             read_pairs(f, root)
     with pytest.raises(PairsError, match="no such pairs file"):
         read_pairs(tmp_path / "none.csv", root)
+    with pytest.raises(PairsError, match="is a folder; give the pairs file"):
+        read_pairs(tmp_path, root)
     with pytest.raises(PairsError, match="no such image folder"):
         read_pairs(f, tmp_path / "nowhere")
 

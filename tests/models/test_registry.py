@@ -23,6 +23,11 @@ def test_registry_lists_dlib_resnet() -> None:
 
 
 def test_unknown_model_names_the_choices() -> None:
+    for path in ("/missing/dir/x.dat", "runs/gone", "weights.dat"):  # paths: not "unknown model"
+        with pytest.raises(ModelNotFoundError, match="no such model file or folder"):
+            create_model(path)
+    with pytest.raises(ModelNotFoundError, match="no model given"):
+        create_model("")
     with pytest.raises(ModelNotFoundError, match=r"unknown model 'dlib-resnt'.*did you mean 'dlib-resnet'"):
         create_model("dlib-resnt")
 

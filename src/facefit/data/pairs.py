@@ -191,6 +191,8 @@ def check_images(pairs: PairSet) -> None:
 def read_pairs(path: str | Path, root: str | Path, *, n_folds: int = 10, check: bool = True) -> PairSet:
     """Read an LFW pairs.txt or a CSV pairs file; image paths are resolved under ``root``."""
     source, root = Path(path), Path(root)
+    if source.is_dir():
+        raise PairsError(f"{source}: is a folder; give the pairs file (pairs.txt or a CSV) itself")
     if not source.is_file():
         raise PairsError(f"{source}: no such pairs file")
     if not root.is_dir():

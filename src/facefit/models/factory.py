@@ -30,6 +30,8 @@ def create_model(
     initialised. The model is returned in eval mode, carrying its ``contract``.
     """
     text = os.fspath(name)
+    if not text.strip():
+        raise ModelNotFoundError("no model given: pass a registered name (see list_models()) or a path")
     if is_registered(text):
         model = _from_registry(text, pretrained)
     else:
@@ -44,6 +46,8 @@ def create_model(
             raise ModelNotFoundError(
                 f"{path}: not a model: expected a facefit model folder (with {artifact.META_FILE}) or a dlib .dat file"
             )
+        elif os.sep in text or path.suffix in (".dat", ".json", ".safetensors"):
+            raise ModelNotFoundError(f"{text}: no such model file or folder")  # a path, not a misspelt name
         else:
             get_spec(text)  # raises the "unknown model" error with suggestions
             raise AssertionError("unreachable")
