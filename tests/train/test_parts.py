@@ -419,3 +419,13 @@ def test_validation_pairs_over_training_persons_are_flagged(tmp_path: Path) -> N
     assert note and "1 person folder name(s) are training persons, e.g. Bob" in note
     note = val_overlap_note(data, [train_paths[0], val / "Dee" / "1.jpg"], val)
     assert note and "1 of 2 images are training photos" in note
+
+
+def test_one_photo_under_two_persons_is_flagged() -> None:
+    from facefit.train.data import _shared_photos_note
+
+    a, b, c = Path("Ann/1.jpg"), Path("Bob/1.jpg"), Path("Bob/2.jpg")
+    assert _shared_photos_note([("Ann", [a]), ("Bob", [b, c])], {a: "x", b: "y", c: "z"}) is None
+    assert _shared_photos_note([("Ann", [a]), ("Bob", [b, c])], {a: "x", b: "y", c: "y"}) is None  # same person
+    note = _shared_photos_note([("Ann", [a]), ("Bob", [b, c])], {a: "x", b: "x", c: "z"})
+    assert note and "1 photo(s) are filed under more than one person (e.g. under Ann and Bob)" in note

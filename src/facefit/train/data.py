@@ -90,6 +90,19 @@ def _select(cfg: DataConfig) -> tuple[list[tuple[str, list[Path]]], list[str]]:
     return kept, notes
 
 
+def _shared_photos_note(persons: list[tuple[str, list[Path]]], shas: dict[Path, str]) -> str | None:
+    """A warning when one photo (by content) is filed under two persons: the loss then pushes it from itself."""
+    owners: dict[str, set[str]] = {}
+    for name, imgs in persons:
+        for p in imgs:
+            owners.setdefault(shas[p], set()).add(name)
+    shared = [sorted(names) for names in owners.values() if len(names) > 1]
+    if not shared:
+        return None
+    return (f"warning: {len(shared)} photo(s) are filed under more than one person (e.g. under "
+            f"{' and '.join(shared[0][:2])}); check the labels: such a photo is taught as two identities")
+
+
 def _chip_data(persons: list[tuple[str, list[Path]]], chips: np.ndarray, index: dict[Path, int],
                no_face: set[Path]) -> ChipData:
     paths = [p for _, imgs in persons for p in imgs]
@@ -114,12 +127,14 @@ def prepare_data(cfg: DataConfig, recipe: AlignRecipe, cache: EvalCache, *, seed
                                    f"{img.shape[1]}x{img.shape[0]} (data.aligned is set)")
             chips[i] = img
         no_face: list[Path] = []
-        digest = content_digest(hash_files(paths, progress))
+        shas = hash_files(paths, progress)
+        digest = content_digest(shas)
     else:
         config = AlignConfig(detector=cfg.detector, faces=FacePolicy.largest, recipe=recipe)
         got = cached_chips(paths, config, cache, workers=workers, progress=progress)
         chips, no_face = got.chips, got.no_face
-        digest = content_digest(hash_files(paths))
+        shas = hash_files(paths)
+        digest = content_digest(shas)
         if len(no_face) * 2 > len(paths):  # the median-box fallback is for a few misses, not for non-faces
             raise FacefitError(f"{len(no_face)} of {len(paths)} training images have no detected face (e.g. "
                                f"{no_face[0]}); are these face photos? Already aligned chips need "
@@ -127,6 +142,9 @@ def prepare_data(cfg: DataConfig, recipe: AlignRecipe, cache: EvalCache, *, seed
         if no_face:
             notes.append(f"{len(no_face)} of {len(paths)} training images had no detected face; their chip "
                          f"comes from the median face box")
+    note = _shared_photos_note(persons, shas)
+    if note:
+        notes.append(note)
     index = {p: i for i, p in enumerate(paths)}
     missing = set(no_face)
     val_persons: list[tuple[str, list[Path]]] = []
