@@ -76,6 +76,8 @@ def test_csv_format_and_errors(tmp_path: Path) -> None:
     assert ps.pairs[0].fold == ps.pairs[1].fold  # same person folder -> same fold
     assert all(0 <= p.fold < 4 for p in ps.pairs)
     assert any("subgroup columns: light" in n for n in ps.notes) and any("no 'fold' column" in n for n in ps.notes)
+    used = len({p.fold for p in ps.pairs})  # 2 person folders (Ann, Cy) cannot fill 4 folds
+    assert any(f"assigned to {used} folds by a hash of path_a's folder (4 asked" in n for n in ps.notes), ps.notes
     bad = {
         "img1,img2,label\na,b,1\n": r"p.csv:1: missing column\(s\) path_a, path_b, same",
         "path_a,path_b,same\nAnn/Ann_0001.jpg,Ann/Ann_0002.jpg,maybe\n": r"p.csv:2: 'same' must be",

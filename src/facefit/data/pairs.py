@@ -141,8 +141,6 @@ def _read_csv(text: str, source: Path, root: Path, n_folds: int) -> PairSet:
     notes = []
     if extra:
         notes.append(f"subgroup columns: {', '.join(h for _, h in extra)}")
-    if "fold" not in col:
-        notes.append(f"no 'fold' column: pairs assigned to {n_folds} folds by a hash of path_a's folder")
     pairs = []
     for row in reader:
         lineno = reader.line_num
@@ -170,6 +168,10 @@ def _read_csv(text: str, source: Path, root: Path, n_folds: int) -> PairSet:
         pairs.append(Pair(a, b, same, fold, lineno, attrs))
     if not pairs:
         raise PairsError(f"{source}: no pairs after the header")
+    if "fold" not in col:
+        used = len({p.fold for p in pairs})  # few person folders can leave some of the hashed folds empty
+        notes.append(f"no 'fold' column: pairs assigned to {used} folds by a hash of path_a's folder"
+                     + (f" ({n_folds} asked; the others got no pair)" if used < n_folds else ""))
     return PairSet(pairs, source, "csv", root, notes)
 
 
