@@ -6,9 +6,16 @@
 
 from __future__ import annotations
 
+import math
+
 import numpy as np
 
 METRICS = ("euclidean", "cosine")
+
+
+def is_threshold(value: float) -> bool:
+    """Whether ``value`` can be a distance threshold: a finite number above 0 (NaN and inf accept nothing or all)."""
+    return math.isfinite(value) and value > 0
 
 
 def l2_normalize(x: np.ndarray, eps: float = 1e-12) -> np.ndarray:

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import enum
-import math
 import os
 import sys
 from collections.abc import Iterator, Sequence
@@ -62,8 +61,11 @@ ReportOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace r
 
 def distance_threshold(value: float | None) -> float | None:
     """Option callback: a distance threshold is a finite number above 0."""
-    if value is not None and not (math.isfinite(value) and value > 0):
-        raise typer.BadParameter(f"must be a distance above 0, got {value}")
+    if value is not None:
+        from facefit.distances import is_threshold  # here, not at the top: --help stays free of numpy
+
+        if not is_threshold(value):
+            raise typer.BadParameter(f"must be a distance above 0, got {value}")
     return value
 
 

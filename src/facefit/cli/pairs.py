@@ -60,8 +60,8 @@ def _report_scan(data: IdentityFolders, metadata: Path | None) -> None:
         warn(f"skipping {len(data.skipped)} file(s) that are not images in person folders, e.g. {data.skipped[0]}")
     if data.empty:
         warn(f"{len(data.empty)} person folder(s) contain no image, e.g. {data.empty[0]}")
-    if data.bad_name_note():
-        warn(data.bad_name_note())
+    if note := data.bad_name_note():
+        warn(note)
     if metadata is not None and data.unmatched_metadata:
         warn(f"{data.unmatched_metadata} metadata row(s) in {metadata} match no image")
     if metadata is not None and not data.metadata:

@@ -10,6 +10,7 @@ from __future__ import annotations
 import csv
 import io
 import os
+from collections.abc import Callable
 from dataclasses import dataclass, field
 from pathlib import Path, PurePosixPath
 
@@ -58,8 +59,7 @@ class IdentityFolders:
         if bad_name(root):
             raise FacefitError(f"{shown(root)}: the folder's name is not valid UTF-8; rename it")
         folders, loose, skipped = _top_level(root)
-        bad = [f for f in folders if bad_name(f.name)]
-        folders = [f for f in folders if not bad_name(f.name)]
+        folders, bad = _by_name(folders, lambda f: f.name)
         if not folders:
             if loose:
                 raise FacefitError(f"{root} looks like a folder of images, not of persons: {len(loose)} image(s) "
@@ -71,8 +71,8 @@ class IdentityFolders:
         for folder in folders:
             images, other = _walk_person(folder)
             skipped.extend(other)
-            bad.extend(p for p in images if bad_name(p))
-            images = [p for p in images if not bad_name(p)]
+            images, odd = _by_name(images, lambda p: p)
+            bad.extend(odd)
             if images:
                 persons.append(Person(folder.name, images))
             else:
@@ -109,6 +109,14 @@ class IdentityFolders:
         """Attributes from the file name, overridden by the metadata row's."""
         rel = self.relative(path)
         return {**image_attributes(rel), **self.metadata.get(rel, {})}
+
+
+def _by_name(paths: list[Path], name: Callable[[Path], str | Path]) -> tuple[list[Path], list[Path]]:
+    """(paths whose ``name`` is UTF-8, those whose name is not)."""
+    good, bad = [], []
+    for p in paths:
+        (bad if bad_name(name(p)) else good).append(p)
+    return good, bad
 
 
 def _visible(entries: list[os.DirEntry]) -> list[os.DirEntry]:

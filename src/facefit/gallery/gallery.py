@@ -161,12 +161,13 @@ class Gallery:
     def identify(self, embeddings: np.ndarray, model: FaceEmbedder, *, threshold: float | None = None,
                  top_k: int = 5) -> list[Identification]:
         """Open-set identification of embeddings made by ``model``; ``threshold`` defaults to the model's own."""
-        import math
         import numbers
+
+        from facefit.distances import is_threshold
 
         if isinstance(top_k, bool) or not isinstance(top_k, numbers.Integral) or top_k < 1:
             raise GalleryError(f"top_k must be a whole number >= 1, got {top_k!r}")
-        if threshold is not None and not (math.isfinite(threshold) and threshold > 0):
+        if threshold is not None and not is_threshold(threshold):
             raise GalleryError(f"threshold must be a distance above 0, got {threshold!r}")
         self.check_model(model)
         index = self.index()

@@ -124,11 +124,13 @@ def check_name(name: str) -> str:
     """
     import unicodedata
 
+    from facefit.io.files import bad_name
+
     clean = unicodedata.normalize("NFC", name.strip())
     if not clean:
         raise GalleryError("a person's name cannot be empty")
     if len(clean) > 200 or any(ord(c) < 32 for c in clean):
         raise GalleryError(f"{name!r}: not a usable name (control characters or over 200 characters)")
-    if any("\udc80" <= c <= "\udcff" for c in clean) or "\ufffd" in clean:  # undecodable bytes, kept or replaced
+    if bad_name(clean) or "\ufffd" in clean:  # undecodable bytes, kept as surrogates or replaced by U+FFFD
         raise GalleryError(f"{ascii(name)}: not a usable name (not valid UTF-8)")
     return clean

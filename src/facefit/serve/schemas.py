@@ -51,7 +51,7 @@ class EnrolQuery(Strict):
 
         try:
             parse_face_choice(value)
-        except (FacefitError, ValueError):  # ValueError: int() of digits it cannot read, such as "²"
+        except FacefitError:
             raise ValueError("expected largest, center or a face number (0 = leftmost)") from None
         return value
 

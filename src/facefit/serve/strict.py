@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import types
 import typing
+from collections import Counter
 from dataclasses import dataclass
 from typing import Any
 
@@ -26,13 +27,15 @@ class Declared:
     many: frozenset[str]
 
 
-
 async def strict_request(request: Request) -> None:
     """Refuse unknown query parameters and repeated single-valued parameters or form fields (422)."""
     route = request.scope.get("route")
     if not isinstance(route, APIRoute):
         return
-    declared = _declared_by(route)  # a few fields to walk: cheap next to any real work, so not cached
+    # Routes are fixed once the app is built, but unhashable (Route defines __eq__): keep each one's on it.
+    declared = route.__dict__.get("_facefit_declared")
+    if declared is None:
+        declared = route.__dict__["_facefit_declared"] = _declared_by(route)
     errors = _check("query", request.query_params.multi_items(), declared.query, declared.many, unknown=True)
     if declared.form:
         # FastAPI has parsed the form before dependencies run; this is the same, cached, FormData.
@@ -45,9 +48,7 @@ async def strict_request(request: Request) -> None:
 
 def _check(where: str, items: list[tuple[str, Any]], names: frozenset[str], many: frozenset[str], *,
            unknown: bool) -> list[dict[str, Any]]:
-    counts: dict[str, int] = {}
-    for key, _ in items:
-        counts[key] = counts.get(key, 0) + 1
+    counts = Counter(key for key, _ in items)
     errors = []
     for key, n in counts.items():
         if key not in names:

@@ -8,6 +8,7 @@ from dataclasses import dataclass, field
 
 import numpy as np
 
+from facefit.distances import is_threshold
 from facefit.errors import UsageError
 from facefit.stream import DEFAULT_DETECT_EVERY
 from facefit.stream.events import EventLog, TrackRecord
@@ -46,7 +47,7 @@ class StreamConfig:
             raise UsageError(f"unknown tracker {self.tracker!r}; choose one of: {', '.join(PROPAGATORS)}")
         if not 0 < self.iou_min <= 1:
             raise UsageError(f"iou-min must be in (0, 1], got {self.iou_min}")
-        if self.threshold is not None and not self.threshold > 0:
+        if self.threshold is not None and not is_threshold(self.threshold):
             raise UsageError(f"threshold must be > 0, got {self.threshold}")
 
     @property

@@ -62,8 +62,8 @@ def _select(cfg: DataConfig) -> tuple[list[tuple[str, list[Path]]], list[str]]:
         ds = IdentityFolders.scan(root, metadata=cfg.metadata[i] if cfg.metadata else None)
         if ds.skipped:
             notes.append(f"{root}: {len(ds.skipped)} non-image file(s) ignored, e.g. {ds.skipped[0]}")
-        if ds.bad_name_note():
-            notes.append(ds.bad_name_note())
+        if note := ds.bad_name_note():
+            notes.append(note)
         if ds.unmatched_metadata:
             notes.append(f"{root}: {ds.unmatched_metadata} metadata row(s) match no image")
         for person in ds.persons:

@@ -73,7 +73,7 @@ def identify(state: State, gallery: GalleryDep, form: Annotated[OneImage, Form()
         from facefit.gallery.store import GalleryError
 
         # Emptied by DELETE, a gallery keeps its model but is as empty as a new one: the same 409.
-        if g.contract is None or g.store.counts()[1] == 0:
+        if g.contract is None or g.index().n_items == 0:  # the index is cached: no extra query
             raise GalleryError("the gallery is empty: enrol someone first (POST /persons/{name}/faces)")
         limit, where = (threshold, source) if threshold is not None else (g.default_threshold(), "the model's own")
         if emb is None:
