@@ -1,6 +1,6 @@
 """Draw docs/tradeoff.png from docs/tradeoff.csv: Korean validation vs LFW accuracy of measured runs.
 
-Every row of the CSV is a measured `facefit eval` result (commands in the README, Fine-tuning).
+Every row of the CSV is a measured `facefit eval` result (commands in docs/finetuning.md).
 Run: .venv/bin/python docs/tradeoff.py
 """
 

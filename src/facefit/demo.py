@@ -115,7 +115,7 @@ def _finetune(data: Path, run_dir: Path, minutes: float, out: Console, workers: 
     from facefit.train.loop import train
 
     cfg = load_config(overrides={"data.train": [str(data / "kfamily" / "train")], "optim.time_budget_min": minutes,
-                                 "workers": workers})
+                                 "optim.fit_budget": True, "workers": workers})
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run folder from an earlier demo
     from rich.markup import escape
 

@@ -8,8 +8,9 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.align.aligner import AlignConfig, FacePolicy
+from facefit.align.aligner import AlignConfig, Face, FacePolicy
 from facefit.align.batch import align_files
+from facefit.errors import UsageError
 from facefit.models.base import FaceEmbedder
 
 
@@ -45,22 +46,28 @@ def embed_files(
     model: FaceEmbedder,
     *,
     faces: FacePolicy | str = FacePolicy.all,
-    detector: str = "hog",
+    detector: str | None = None,
     aligned: bool = False,
     workers: int | None = None,
     batch_size: int = 64,
     keep_chips: bool = False,
     on_image: Callable[[], None] | None = None,
 ) -> EmbeddedFaces:
-    """Detect, align and embed the faces of ``files``; never stops on a bad file."""
-    config = AlignConfig(detector=detector, faces=FacePolicy(faces), recipe=model.contract.align)
+    """Detect, align and embed the faces of ``files``; never stops on a bad file.
+
+    ``detector`` None uses the model's own; each face is cut as every recipe of the model needs.
+    """
+    config = AlignConfig.for_model(model, detector=detector, faces=FacePolicy(faces))
+    if aligned and len(model.recipes) > 1:
+        raise UsageError(f"{model.contract.name or 'this ensemble'} needs {len(model.recipes)} kinds of chips of "
+                         f"each face; already aligned chips fit one model only")
     result = EmbeddedFaces(chips=[] if keep_chips else None)
-    pending: list[np.ndarray] = []
+    pending: list[Face] = []
     parts: list[np.ndarray] = []
 
     def flush() -> None:
         if pending:
-            parts.append(model.embed(np.stack(pending), batch_size=batch_size))
+            parts.append(model.embed_faces(pending, batch_size=batch_size))
             pending.clear()
 
     for res in align_files(list(files), config, workers=workers, aligned_input=aligned):
@@ -74,7 +81,7 @@ def embed_files(
             result.landmarks.append(face.landmarks)
             result.scores.append(face.score)
             result.detectors.append(face.detector)
-            pending.append(face.chip)
+            pending.append(face)
             if result.chips is not None:
                 result.chips.append(face.chip)
         if len(pending) >= batch_size:

@@ -67,20 +67,27 @@ def test_five_points_and_bad_shapes() -> None:
 
 
 def test_real_faces_land_on_insightface_template(data_root: Path) -> None:
-    """LFW photos cut with the template recipe: dlib's 68 landmarks, found again in the chip, sit on the template."""
+    """LFW photos cut with the template recipes: dlib's 68 landmarks, found again in the chip, sit on the template.
+
+    The default template crop takes YuNet's five points; the 68-point predictor's crop is the
+    non-commercial opt-in. YuNet's points are defined a little differently (its eye points sit
+    about 2 px of 112 above the 68-point eye centres) and are noisier, hence its looser bound.
+    """
     import dlib
 
     from facefit import detect_and_align
-    from facefit.align.recipe import ARCFACE_TEMPLATE_112, AlignRecipe
+    from facefit.align.recipe import ARCFACE_TEMPLATE_112, ARCFACE_YUNET_112, AlignRecipe
     from facefit.io.assets import SHAPE_PREDICTOR_68, verified
 
     predictor = dlib.shape_predictor(str(verified(SHAPE_PREDICTOR_68)[0]))
     detector = dlib.get_frontal_face_detector()
     photos = sorted((data_root / "lfw" / "images").glob("A*/*_0001.jpg"))[:25]
-    errors, dlib_chip_errors = [], []
-    for recipe, sink in ((ARCFACE_TEMPLATE_112, errors), (AlignRecipe(size=112, padding=0.25), dlib_chip_errors)):
+    recipes = {"yunet": ARCFACE_YUNET_112, "dlib68": ARCFACE_TEMPLATE_112,
+               "dlib-chip": AlignRecipe(size=112, padding=0.25)}
+    errors: dict[str, list[float]] = {name: [] for name in recipes}
+    for name, recipe in recipes.items():
         for photo in photos:
-            faces = detect_and_align(photo, faces="largest", recipe=recipe)
+            faces = detect_and_align(photo, faces="center", recipe=recipe)
             chip = faces[0].chip
             assert chip.shape == (112, 112, 3)
             found = detector(chip, 1)
@@ -88,7 +95,9 @@ def test_real_faces_land_on_insightface_template(data_root: Path) -> None:
                 continue
             shape = predictor(chip, found[0])
             pts = five_points(np.array([(p.x, p.y) for p in shape.parts()], float))
-            sink.append(np.linalg.norm(pts - template_for(112), axis=1).mean())
-    assert len(errors) >= 20
-    assert np.median(errors) < 3.5  # pixels of 112: on the template, up to landmark noise
-    assert np.median(dlib_chip_errors) > 10  # the dlib chip that the IResNet used before is far off it
+            errors[name].append(np.linalg.norm(pts - template_for(112), axis=1).mean())
+    assert len(errors["yunet"]) >= 20 and len(errors["dlib68"]) >= 20
+    # Pixels of 112: on the template, up to landmark noise (and, for YuNet, its definition of the points).
+    assert np.median(errors["dlib68"]) < 3.5
+    assert np.median(errors["yunet"]) < 5.5
+    assert np.median(errors["dlib-chip"]) > 10  # the dlib chip that the IResNet used before is far off it

@@ -16,6 +16,7 @@ import torch
 from torch import nn
 
 import facefit
+from facefit.align.recipe import ARCFACE_YUNET_112
 from facefit.errors import WeightsNotFoundError
 from facefit.models import create_model, get_spec, iresnet, list_models, mobilefacenet
 from facefit.models import inception_resnet_v1 as irv1
@@ -71,8 +72,9 @@ def test_registered_without_shipped_weights(name: str) -> None:
     assert c.embedding_dim == 512 and c.align.size == c.input_size[0]
     if name == "inception-resnet-v1":
         assert c.align.method == "dlib-chip"
-    else:  # insightface's models: insightface's own 5-point template crop
-        assert (c.align.method, c.align.landmarks) == ("arcface-5pt", "dlib-68pt")
+    else:  # insightface's models: insightface's own 5-point template crop, from YuNet's points
+        assert (c.align.method, c.align.landmarks) == ("arcface-5pt", "yunet-5pt")
+        assert c.align == ARCFACE_YUNET_112 and c.align.own_detector == "yunet"
     with pytest.raises(WeightsNotFoundError, match="no pretrained weights ship with facefit"):
         create_model(name, pretrained=True)
 

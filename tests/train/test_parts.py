@@ -267,10 +267,11 @@ def test_schedule_warmup_then_cosine() -> None:
 
 
 def test_time_budget_plans_from_the_first_steps_then_from_whole_epochs() -> None:
-    def budget(minutes: float | None, resumed: bool = False) -> tuple[TimeBudget, Schedule, list[int]]:
+    def budget(minutes: float | None, resumed: bool = False, fit: bool = True
+               ) -> tuple[TimeBudget, Schedule, list[int]]:
         sched, told = Schedule(1000, 0.05), []  # 100 epochs of 10 steps
         b = TimeBudget(minutes, sched, steps_per_epoch=10, batch=32, max_steps=1000, resumed=resumed,
-                       broadcast=lambda n: told.append(n) or n)
+                       broadcast=lambda n: told.append(n) or n, fit=fit)
         return b, sched, told
 
     b, sched, told = budget(10.0)  # 600 s
@@ -288,6 +289,26 @@ def test_time_budget_plans_from_the_first_steps_then_from_whole_epochs() -> None
     b, sched, told = budget(None)
     assert b.plan(12, 12, 12.0, 12.0) is None and b.replan(1, 30, 60.0) is None and not b.spent(1e9)
     assert told == [] and sched.total == 1000
+
+
+def test_time_budget_without_fit_is_only_a_cap() -> None:
+    """The default: the schedule is the configured epochs on any machine; the budget only stops the run."""
+    sched, told = Schedule(1000, 0.05), []
+    b = TimeBudget(10.0, sched, steps_per_epoch=10, batch=32, max_steps=1000, resumed=False,
+                   broadcast=lambda n: told.append(n) or n)
+    assert b.plan(12, 12, 12.0, 12.0) is None and b.replan(1, 30, 60.0) is None
+    assert sched.total == 1000 and told == []
+    assert not b.spent(582.0) and b.spent(582.1)
+
+
+def test_base_recipes_fill_in_under_what_the_user_wrote() -> None:
+    from facefit.train.config import load_config
+
+    assert load_config().optim.epochs == 12 and load_config().guard.freeze_stages == 3
+    cfg = load_config(overrides={"base": "sface"})
+    assert cfg.optim.epochs == 6 and cfg.guard.bn == "frozen" and not cfg.standardize
+    cfg = load_config(overrides={"base": "sface", "optim.epochs": 9, "guard.bn": "train"})
+    assert cfg.optim.epochs == 9 and cfg.guard.bn == "train" and cfg.guard.freeze_stages == 3
 
 
 def test_epoch_order_is_seeded_and_pk_grouped() -> None:

@@ -12,6 +12,7 @@ from pathlib import Path
 import numpy as np
 
 from facefit.align.aligner import AlignConfig, Face, FaceAligner
+from facefit.align.detectors import Detection
 from facefit.align.recipe import AlignRecipe
 from facefit.errors import ImageError, NoFaceError
 
@@ -32,6 +33,9 @@ _WORKER: FaceAligner | None = None
 def _init_worker(config: AlignConfig) -> None:
     global _WORKER
     os.environ.setdefault("OMP_NUM_THREADS", "1")
+    import cv2
+
+    cv2.setNumThreads(1)  # parallelism comes from the worker processes; OpenCV's own threads would oversubscribe
     _WORKER = FaceAligner(config)
 
 
@@ -107,8 +111,10 @@ class CutTask:
     """Work for one image: detect (unless the face is known), then cut chips for some recipes.
 
     With ``detect=False`` the face is given by ``box`` and, when known (e.g. cached),
-    ``landmarks``; without landmarks the 5-point predictor runs on the box (this is
-    how a fallback box for an image with no detection becomes a chip).
+    ``landmarks`` (in the aligner's landmark source, as ``Face.landmarks``); without
+    landmarks they are found on the box (sp5, or YuNet around the box with a fixed
+    layout as the last resort): this is how a fallback box for an image with no
+    detection becomes a chip.
     """
 
     path: Path
@@ -116,6 +122,7 @@ class CutTask:
     box: tuple[float, float, float, float] | None = None
     landmarks: np.ndarray | None = None
     recipes: tuple[AlignRecipe, ...] = ()
+    source: str = "box"  # the detector that found ``box`` (landmarks of another family are found on it)
 
 
 @dataclass
@@ -154,13 +161,15 @@ def _cut_one(task: CutTask, aligner: FaceAligner | None = None) -> CutResult:
             res.status = "none"
             return res
         d = picked[0]
-        box, res.score, res.detector, landmarks = (d.x0, d.y0, d.x1, d.y1), d.score, d.source, None
+        box, res.score, res.detector = d.box, d.score, d.source
+        landmarks = aligner.landmarks_for(image, d)
     if box is None:
         raise ValueError(f"{task.path}: a task without detection needs a box")
     if landmarks is None:
-        landmarks = aligner.align_box(image, box).landmarks
+        landmarks = aligner.landmarks_for(image, Detection(*(float(v) for v in box), 0.0, "box"))
     res.status, res.box, res.landmarks = "face", tuple(float(v) for v in box), np.asarray(landmarks, np.float32)
-    res.chips = {r: aligner.cut(image, box, landmarks, r) for r in task.recipes}
+    source = res.detector if task.detect else task.source
+    res.chips = {r: aligner.cut(image, box, landmarks, r, source=source) for r in task.recipes}
     return res
 
 

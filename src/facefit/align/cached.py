@@ -16,12 +16,14 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.align.aligner import AlignConfig
+from facefit.align.aligner import AlignConfig, FacePolicy, points_family
 from facefit.align.batch import CutTask, run_cut_tasks
 from facefit.errors import FacefitError
 from facefit.io.cache import CachedDetection, EvalCache
 
 DETECTION_VERSION = 1
+# "auto" gained YuNet (before MMOD), so its cached detections from before differ: they get a key of their own.
+AUTO_DETECTION_VERSION = 2
 MIN_BOXES_FOR_MEDIAN = 10
 DEFAULT_FALLBACK = (0.25, 0.25, 0.75, 0.75)
 
@@ -38,8 +40,15 @@ def no_progress(_desc: str, _total: int) -> AbstractContextManager:
 
 
 def det_key(config: AlignConfig) -> str:
-    """Cache key of a detection setup; independent of the chip recipe."""
-    return f"{config.detector}|{config.faces.value}|sp5|v{DETECTION_VERSION}"
+    """Cache key of a detection setup: detector, face policy and the landmark source cached with the boxes.
+
+    Independent of the chip recipe otherwise: dlib's chip and the 68-point crop share the
+    sp5 key (the 68-point predictor runs on the box at cut time); YuNet-point recipes use
+    "yn5". The sp5 keys are unchanged from before YuNet, so existing caches stay valid.
+    """
+    points = "yn5" if points_family(config.recipe) == "yunet" else "sp5"
+    version = AUTO_DETECTION_VERSION if config.detector == "auto" else DETECTION_VERSION
+    return f"{config.detector}|{FacePolicy(config.faces).value}|{points}|v{version}"
 
 
 def sha256_of(path: Path) -> str:

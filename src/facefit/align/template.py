@@ -3,8 +3,9 @@
 insightface's models (ArcFace IResNet, MobileFaceNet) are trained on 112x112 crops
 made this way: the eye centres, the nose tip and the mouth corners are moved as
 close as a rotation, a uniform scale and a shift allow to the template points
-below (insightface's ``arcface_dst``). facefit takes the five points from dlib's
-68-point predictor. Pure numpy: no I/O, no dlib.
+below (insightface's ``arcface_dst``). facefit takes the five points from YuNet
+(the default) or, on explicit request, dlib's 68-point predictor (``five_points``).
+Pure numpy: no I/O, no dlib.
 """
 
 from __future__ import annotations

@@ -11,8 +11,10 @@ from facefit.cli.bench import bench_app
 from facefit.cli.compare import compare
 from facefit.cli.demo import demo
 from facefit.cli.embed import embed
+from facefit.cli.ensemble import ensemble
 from facefit.cli.eval import eval_command
 from facefit.cli.eval_1n import eval_1n_command
+from facefit.cli.export import export
 from facefit.cli.gallery import gallery_app
 from facefit.cli.identify import identify
 from facefit.cli.import_ import import_command
@@ -37,6 +39,8 @@ app.command("eval-1n")(eval_1n_command)
 app.command("pairs")(pairs_command)
 app.command("import")(import_command)
 app.command("train")(train_command)
+app.command()(ensemble)
+app.command()(export)
 app.command()(demo)
 app.command()(models)
 app.command()(identify)

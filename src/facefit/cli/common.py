@@ -41,9 +41,21 @@ class Faces(enum.StrEnum):
 
 
 class Detector(enum.StrEnum):
+    model = "model"  # the model's own: its recipe's detector (dlib-resnet: hog; sface: yunet)
     hog = "hog"
     mmod = "mmod"
+    yunet = "yunet"
     auto = "auto"
+
+    @property
+    def name_or_none(self) -> str | None:
+        """The detector name for the library, or None for the model's own."""
+        return None if self is Detector.model else self.value
+
+
+DETECTOR_HELP = ("model: the model's own (dlib-resnet: hog; sface: yunet); hog: dlib's HOG; yunet: OpenCV's YuNet "
+                 "(fast, finds more faces); mmod: dlib's CNN (slow); auto: hog, padded hog, yunet, then mmod.")
+DetectorOpt = Annotated[Detector, typer.Option("--detector", help=DETECTOR_HELP)]
 
 
 # Options shared by the benchmarks.
@@ -51,8 +63,7 @@ BenchJsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write th
 BenchOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")]
 
 # Options shared by the evaluation commands (eval, eval-1n).
-EvalDetectorOpt = Annotated[Detector, typer.Option("--detector", help="hog: dlib's pipeline; auto: hog, padded hog, "
-                                                                       "then mmod (finds more faces).")]
+EvalDetectorOpt = DetectorOpt
 WorkersOpt = Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Detection processes.")]
 CacheOpt = Annotated[Path | None, typer.Option("--cache", help="Cache database (default: "
                                                                "$FACEFIT_CACHE/eval-cache.sqlite).")]

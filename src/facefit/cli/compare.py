@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, EvalMetric, Faces, distance_threshold, err, out, report_failures
+from facefit.cli.common import Detector, DetectorOpt, EvalMetric, Faces, distance_threshold, err, out, report_failures
 
 EXIT_PARTIAL = 3
 
@@ -21,7 +21,7 @@ def compare(
                                               show_default=False)] = None,
     model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
     faces: Annotated[Faces, typer.Option("--faces", help="Faces to take from each image.")] = Faces.largest,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
+    detector: DetectorOpt = Detector.model,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips.")] = False,
     threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
                                                     help="Mark pairs closer than this distance.",
@@ -59,7 +59,7 @@ def compare(
     from facefit.eval.run import model_metric
 
     distance = model_metric(net.contract, metric.value)
-    result = embed_files(found.files, net, faces=faces.value, detector=detector.value, aligned=aligned)
+    result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned)
     report_failures(result.failures, None, result.n_images, "images")
     if len(result) < 2:
         err.print(f"facefit: error: need at least 2 faces to compare, found {len(result)}", markup=False)

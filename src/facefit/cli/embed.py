@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, Faces, err, info, progress_bar, report_failures, write_failures
+from facefit.cli.common import Detector, DetectorOpt, Faces, err, info, progress_bar, report_failures, write_failures
 
 EXIT_PARTIAL = 3
 
@@ -21,8 +21,7 @@ def embed(
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips: skip detection.")]
     = False,
     faces: Annotated[Faces, typer.Option("--faces", help="Which faces to keep from each image.")] = Faces.all,
-    detector: Annotated[Detector, typer.Option("--detector", help="hog (fast), mmod (CNN, slow) or auto "
-                                                                   "(hog, padded hog, then mmod).")] = Detector.hog,
+    detector: DetectorOpt = Detector.model,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1,
                                                 help="Detection processes (default: CPU cores, at most 4).")]
     = None,
@@ -53,7 +52,7 @@ def embed(
         raise typer.BadParameter("no image files found in the inputs", param_hint="INPUTS")
     net = create_model(model)
     with progress_bar("embedding", total=len(found.files)) as bar:
-        result = embed_files(found.files, net, faces=faces.value, detector=detector.value, aligned=aligned,
+        result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned,
                              workers=workers, batch_size=batch_size, on_image=bar.advance)
     written_list = failures_path if result.failures and len(result) else None
     report_failures(result.failures, written_list, result.n_images, "images")

@@ -52,7 +52,7 @@ def eval_command(
                                                                         "other folds' images (affects cosine).")]
     = False,
     folds: Annotated[int, typer.Option("--folds", min=2, help="Folds for CSV files without a fold column.")] = 10,
-    detector: EvalDetectorOpt = Detector.hog,
+    detector: EvalDetectorOpt = Detector.model,
     workers: WorkersOpt = None,
     cache: CacheOpt = None,
     overwrite: ReportOverwriteOpt = False,
@@ -86,7 +86,7 @@ def eval_command(
     names = model or ["dlib-resnet"]
     models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
     options = EvalOptions(metric=metric.value, flip=flip, subtract_mean=subtract_mean, n_folds=folds,
-                          detector=detector.value, workers=workers)
+                          detector=detector.name_or_none, workers=workers)
     info(f"{len(pair_set)} pairs over {len(pair_set.images())} images, {len(pair_set.folds)} folds; "
          f"models: {', '.join(lb for lb, _ in models)}")
     with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:

@@ -67,7 +67,7 @@ def eval_1n_command(
                                                                         "model (default: each model's own, "
                                                                         "dlib-resnet 0.6).",
                                                     show_default=False)] = None,
-    detector: EvalDetectorOpt = Detector.hog,
+    detector: EvalDetectorOpt = Detector.model,
     workers: WorkersOpt = None,
     cache: CacheOpt = None,
     overwrite: ReportOverwriteOpt = False,
@@ -108,7 +108,7 @@ def eval_1n_command(
     info(f"{c['gallery_persons']} gallery persons ({c['enrolled_images']} enrolled images), {c['mated_probes']} "
          f"mated probes, {c['stranger_persons']} strangers ({c['nonmated_probes']} probes); "
          f"models: {', '.join(lb for lb, _ in models)}")
-    options = EvalOptions(metric=metric.value, detector=detector.value, workers=workers)
+    options = EvalOptions(metric=metric.value, detector=detector.name_or_none, workers=workers)
     with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
         run = evaluate_open_set(data, protocol, models, options, store, aggregate=aggregate.value,
                                 threshold=threshold, progress=progress_bar)

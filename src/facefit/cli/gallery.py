@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, err, info, out, progress_bar, report_failures
+from facefit.cli.common import Detector, DetectorOpt, err, info, out, progress_bar, report_failures
 
 EXIT_PARTIAL = 3
 
@@ -98,7 +98,7 @@ def add(
     face: Annotated[str | None, typer.Option("--face", help="For photos with several faces: largest, center or a "
                                              "number (0 = leftmost). Without it such photos are refused.",
                                              show_default=False)] = None,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
+    detector: DetectorOpt = Detector.model,
     no_crops: Annotated[bool, typer.Option("--no-crops", help="Do not keep face crops (then 'reembed' is "
                                            "impossible for these faces).")] = False,
 ) -> None:
@@ -118,7 +118,7 @@ def add(
     with open_gallery(gallery, create=True) as g:
         net = gallery_model(g, model)
         with progress_bar(f"enrolling {name}", total=len(found.files)) as bar:
-            report = g.add(name, found.files, net, detector=detector.value, face=choice,
+            report = g.add(name, found.files, net, detector=detector.name_or_none, face=choice,
                            keep_crops=not no_crops, on_image=bar.advance)
         remember_model(g, model)
         report.skipped = [str(p) for p in found.skipped]
@@ -132,7 +132,7 @@ def add_folder(
     model: ModelOpt = None,
     face: Annotated[str | None, typer.Option("--face", help="For photos with several faces: largest, center or a "
                                              "number (0 = leftmost).", show_default=False)] = None,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
+    detector: DetectorOpt = Detector.model,
     no_crops: Annotated[bool, typer.Option("--no-crops", help="Do not keep face crops.")] = False,
 ) -> None:
     """Enrol every person of an identity-folder tree (the folder name is the person's name).
@@ -148,7 +148,7 @@ def add_folder(
     with open_gallery(gallery, create=True) as g:
         net = gallery_model(g, model)
         with progress_bar("enrolling", total=n_images) as bar:
-            report = g.add_folder(root, net, detector=detector.value, face=choice, keep_crops=not no_crops,
+            report = g.add_folder(root, net, detector=detector.name_or_none, face=choice, keep_crops=not no_crops,
                                   on_image=bar.advance)
         remember_model(g, model)
         _report(report, "photos")

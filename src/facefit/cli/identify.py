@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, distance_threshold, info, out, report_failures
+from facefit.cli.common import Detector, DetectorOpt, distance_threshold, info, out, report_failures
 from facefit.cli.gallery import GalleryOpt, JsonOpt, ThresholdFromOpt, gallery_model, open_gallery, resolve_threshold
 
 EXIT_PARTIAL = 3
@@ -28,7 +28,7 @@ def identify(
                                        "(faiss inverted lists) or hnsw (faiss graph).")] = "auto",
     model: Annotated[str | None, typer.Option("--model", "-m", help="Model (default: the gallery's).",
                                               show_default=False)] = None,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector.")] = Detector.hog,
+    detector: DetectorOpt = Detector.model,
     json_out: JsonOpt = False,
 ) -> None:
     """Identify every face in the photos against the gallery, or call it unknown.
@@ -54,7 +54,7 @@ def identify(
         net = gallery_model(g, model)
         g.check_model(net)
         limit, source = resolve_threshold(g, net, threshold, threshold_from)
-        result = embed_files(found.files, net, faces="all", detector=detector.value)
+        result = embed_files(found.files, net, faces="all", detector=detector.name_or_none)
         answers = g.identify(result.embeddings, net, threshold=limit, top_k=top_k) if len(result) else []
         metric = g.metric
     report_failures(result.failures, None, result.n_images, "images")

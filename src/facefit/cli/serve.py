@@ -20,7 +20,8 @@ def serve(
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")]
     = "127.0.0.1",
     port: Annotated[int, typer.Option("--port", "-p", min=1, max=65535, help="TCP port.")] = 8000,
-    detector: Annotated[Detector, typer.Option("--detector", help="Face detector (hog or auto).")] = Detector.hog,
+    detector: Annotated[Detector, typer.Option("--detector", help="Face detector: model (the model's own), hog, "
+                                               "yunet or auto.")] = Detector.model,
     threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
                                                     help="1:N accept threshold "
                                                     "(default: the model's own).", show_default=False)] = None,
@@ -39,7 +40,7 @@ def serve(
     page is at /docs. Settings can also come from FACEFIT_SERVE_* variables.
     """
     if detector is Detector.mmod:
-        raise typer.BadParameter("serve detects with hog or auto (mmod alone is too slow per request)",
+        raise typer.BadParameter("serve detects with model, hog, yunet or auto (mmod alone is too slow per request)",
                                  param_hint="--detector")
     try:
         import uvicorn
@@ -59,7 +60,7 @@ def serve(
     # Only what was given on the command line, so FACEFIT_SERVE_* variables fill in the rest.
     given = {"model": model, "gallery": gallery, "threshold": threshold, "api_key": api_key,
              "no_gallery": no_gallery or None, "allow_enrol": False if no_enrol else None,
-             "detector": None if detector is Detector.hog else detector.value,
+             "detector": None if detector is Detector.model else detector.value,
              "max_upload_mb": None if max_upload_mb == 10.0 else max_upload_mb}
     try:
         settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})

@@ -57,6 +57,8 @@ def metrics_doc(run: EvalRun, command: str = "") -> dict[str, Any]:
     for m in run.models:
         models[m.label] = {
             "contract": m.contract.to_dict(),
+            "detection": {"detector": m.detector, "no_face": len(m.no_face),
+                          "images_without_face": [_rel(p, run.pairs.root) for p in m.no_face]},
             "total": m.total,
             "subgroups": m.subgroups,
             "calibration": {
@@ -80,8 +82,10 @@ def metrics_doc(run: EvalRun, command: str = "") -> dict[str, Any]:
         "data": {"root": str(run.pairs.root), "n_images": len(run.pairs.images()), "sha256": run.data_sha256},
         "options": run.options.as_dict(),
         "detection": {
-            "detector": run.options.detector, "faces": run.options.faces,
-            "no_face": len(run.no_face),
+            "detector": run.options.detector or "each model's own: " + ", ".join(
+                f"{m.label} {m.detector}" for m in run.models),
+            "faces": run.options.faces,
+            "no_face": len(run.no_face),  # the first model's; each model's are under models.<label>.detection
             "fallback": "median relative face box of the detected images in this run, scaled to each image; "
                         "landmarks predicted inside it",
             "fallback_box_relative": list(run.fallback_box),
@@ -158,7 +162,10 @@ def report_markdown(doc: dict[str, Any]) -> str:
     for lb in labels:
         m = doc["models"][lb]
         flip = ", test-time flip (the model's own)" if m["contract"].get("flip_average") else ""
-        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance{flip}", ""]
+        found = m.get("detection", {})
+        faces = (f"; detector {found['detector']}, no face in {found['no_face']} image(s)" if found else "")
+        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance{flip}{faces}",
+                ""]
         rows = [("**total**", m["total"])] + sorted(m["subgroups"].items())
         out += _table(rows)
         notes = m["total"].get("notes") or []

@@ -32,6 +32,7 @@ from facefit.align.cached import (
     hash_files,
     no_progress,
 )
+from facefit.align.recipe import AlignRecipe
 from facefit.data.pairs import PairsError, PairSet, group_labels
 from facefit.errors import FacefitError
 from facefit.io.cache import CachedDetection, EvalCache
@@ -45,18 +46,23 @@ class EvalOptions:
     flip: bool = False  # average each embedding with its mirror image's
     subtract_mean: bool = False  # subtract the mean embedding of the other folds' images
     n_folds: int = 10  # for CSV files without a fold column
-    detector: str = "hog"
+    detector: str | None = None  # None: each model's own (its recipe's detector: hog for dlib, yunet for sface)
     faces: str = "center"  # which face of a multi-face image is the subject
     workers: int | None = None
     batch_size: int = 64
 
-    @property
-    def det_key(self) -> str:
-        return det_key(AlignConfig(detector=self.detector, faces=FacePolicy(self.faces)))
+    def align_config(self, model: FaceEmbedder) -> AlignConfig:
+        """How ``model``'s faces are found: the detector asked for, else the model's own, and its recipes."""
+        recipes = model.recipes
+        return AlignConfig(detector=self.detector, faces=FacePolicy(self.faces), recipe=recipes[0],
+                           extra_recipes=recipes[1:])
+
+    def detector_for(self, model: FaceEmbedder) -> str:
+        return self.align_config(model).detector
 
     def as_dict(self) -> dict[str, Any]:
         return {"metric": self.metric, "flip": self.flip, "subtract_mean": self.subtract_mean,
-                "detector": self.detector, "faces": self.faces}
+                "detector": self.detector or "model", "faces": self.faces}
 
 
 @dataclass
@@ -68,6 +74,8 @@ class ModelEval:
     total: dict[str, Any] = field(default_factory=dict)
     subgroups: dict[str, dict[str, Any]] = field(default_factory=dict)
     embedded_now: int = 0  # embeddings computed in this run (the rest came from the cache)
+    detector: str = "hog"  # the detector this model's faces were found with
+    no_face: list[Path] = field(default_factory=list)  # images this model's detector found no face in
 
 
 @dataclass
@@ -75,7 +83,7 @@ class EvalRun:
     pairs: PairSet
     options: EvalOptions
     models: list[ModelEval]
-    no_face: list[Path]
+    no_face: list[Path]  # the first model's (the baseline's); each model's are in ModelEval.no_face
     fallback_box: tuple[float, float, float, float]
     data_sha256: str
     detected_now: int
@@ -91,16 +99,20 @@ def _emb_key(contract: EmbeddingContract, det_key: str, provenance: str, flipped
     return f"{contract.id}|{det_key}|{provenance}|{'flip' if flipped else 'orig'}"
 
 
-class _Embedder:
-    """Batches chips per model, embeds them (and their mirror images), stores them in the cache."""
+Views = dict[AlignRecipe, np.ndarray]
 
-    def __init__(self, models: list[tuple[str, FaceEmbedder]], cache: EvalCache, options: EvalOptions) -> None:
-        self.models, self.cache, self.options = models, cache, options
-        self.pending: list[list[tuple[str, str, np.ndarray]]] = [[] for _ in models]
+
+class _Embedder:
+    """Batches each model's chips (one per recipe it needs), embeds them and their mirror images, caches them."""
+
+    def __init__(self, models: list[tuple[str, FaceEmbedder]], cache: EvalCache, options: EvalOptions,
+                 det_key: str) -> None:
+        self.models, self.cache, self.options, self.det_key = models, cache, options, det_key
+        self.pending: list[list[tuple[str, str, Views]]] = [[] for _ in models]
         self.count = [0] * len(models)
 
-    def add(self, i: int, sha: str, provenance: str, chip: np.ndarray) -> None:
-        self.pending[i].append((sha, provenance, chip))
+    def add(self, i: int, sha: str, provenance: str, chips: Views) -> None:
+        self.pending[i].append((sha, provenance, chips))
         if len(self.pending[i]) >= self.options.batch_size:
             self.flush(i)
 
@@ -110,15 +122,15 @@ class _Embedder:
             if not items:
                 continue
             _, model = self.models[k]
-            chips = np.stack([c for _, _, c in items])
-            variants = [(False, chips)]
+            views = {r: np.stack([c[r] for _, _, c in items]) for r in model.recipes}
+            variants = [(False, views)]
             if _wants_flip(model.contract, self.options):
-                variants.append((True, np.ascontiguousarray(chips[:, :, ::-1])))
+                variants.append((True, {r: np.ascontiguousarray(v[:, :, ::-1]) for r, v in views.items()}))
             for flipped, batch in variants:
-                emb = model.embed(batch, batch_size=self.options.batch_size)
+                emb = model.embed_views(batch, batch_size=self.options.batch_size)
                 rows: dict[str, list[tuple[str, np.ndarray]]] = {}
                 for (sha, prov, _), e in zip(items, emb):
-                    rows.setdefault(_emb_key(model.contract, self.options.det_key, prov, flipped), []).append((sha, e))
+                    rows.setdefault(_emb_key(model.contract, self.det_key, prov, flipped), []).append((sha, e))
                 for key, vals in rows.items():
                     self.cache.put_embeddings(key, vals)
             self.count[k] += len(items)
@@ -131,17 +143,21 @@ class EmbeddedImages:
 
     embeddings: list[dict[Path, np.ndarray]]  # per model (in the order given), one vector per image
     sha: dict[Path, str]  # content sha256 per image
-    no_face: list[Path]  # images without a detection (embedded from the fallback box)
-    fallback_box: tuple[float, float, float, float]
-    detected_now: int  # images run through the detector in this call (the rest came from the cache)
+    no_face: list[Path]  # images without a detection for the first model (embedded from the fallback box)
+    fallback_box: tuple[float, float, float, float]  # the first model's
+    detected_now: int  # images run through a detector in this call (the rest came from the cache)
     embedded_now: list[int]  # per model, embeddings computed in this call
     seconds: dict[str, float]
+    detectors: list[str] = field(default_factory=list)  # per model, the detector its faces came from
+    no_face_per_model: list[list[Path]] = field(default_factory=list)
 
 
 def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], options: EvalOptions,
                  cache: EvalCache, *, progress: ProgressFactory = no_progress) -> EmbeddedImages:
     """Embed ``images`` with every model through the detection and embedding cache.
 
+    Models that find faces the same way (detector, face policy, landmark source) share one detection
+    pass; each model gets its own detector unless ``options.detector`` names one for all.
     Raises FacefitError naming the files when images cannot be read or decoded.
     """
     if not models:
@@ -150,10 +166,29 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
     t0 = time.perf_counter()
     sha = hash_files(images, progress)
     seconds["hash"] = time.perf_counter() - t0
+    groups: dict[str, list[int]] = {}
+    for k, (_, m) in enumerate(models):
+        groups.setdefault(det_key(options.align_config(m)), []).append(k)
+    embeddings: list[dict[Path, np.ndarray]] = [{} for _ in models]
+    embedded_now = [0] * len(models)
+    no_face: list[list[Path]] = [[] for _ in models]
+    fallback: dict[int, tuple[float, float, float, float]] = {}
+    detected_now = 0
+    for key, ks in groups.items():
+        got = _embed_group(images, sha, [models[k] for k in ks], options, key, cache, progress, seconds)
+        detected_now += got.detected_now
+        for j, k in enumerate(ks):
+            embeddings[k], embedded_now[k], no_face[k] = got.embeddings[j], got.embedded_now[j], got.no_face
+            fallback[k] = got.fallback_box
+    return EmbeddedImages(embeddings, sha, no_face[0], fallback[0], detected_now, embedded_now, seconds,
+                          [options.detector_for(m) for _, m in models], no_face)
 
-    det_key = options.det_key
-    config = AlignConfig(detector=options.detector, faces=FacePolicy(options.faces),
-                         recipe=models[0][1].contract.align)
+
+def _embed_group(images: list[Path], sha: dict[Path, str], models: list[tuple[str, FaceEmbedder]],
+                 options: EvalOptions, det_key: str, cache: EvalCache, progress: ProgressFactory,
+                 seconds: dict[str, float]) -> EmbeddedImages:
+    """``embed_images`` for models that share one detection setup (``det_key``)."""
+    config = options.align_config(models[0][1])
     dets = cache.get_detections(list(sha.values()), det_key)
 
     def missing_for(provenance_of: Callable[[str], str | None]) -> list[list[Path]]:
@@ -174,6 +209,12 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
             out.append(need)
         return out
 
+    def recipes(ks: list[int]) -> tuple[AlignRecipe, ...]:
+        return tuple(dict.fromkeys(r for k in ks for r in models[k][1].recipes))
+
+    def views(k: int, chips: dict[AlignRecipe, np.ndarray]) -> Views:
+        return {r: chips[r] for r in models[k][1].recipes}
+
     # Stage A: detect where needed; cut chips for detected faces lacking embeddings.
     t0 = time.perf_counter()
     need_a = missing_for(lambda s: "det" if s in dets and dets[s].status == "face" else None)
@@ -184,21 +225,19 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
         for p in paths:
             want.setdefault(p, []).append(k)
     undetected = [p for p in dict.fromkeys(images) if sha[p] not in dets]
-    def recipes(ks: list[int]) -> tuple:
-        return tuple(dict.fromkeys(models[k][1].contract.align for k in ks))
-
     for p in undetected:
         ks = list(range(len(models)))
         tasks.append(CutTask(p, True, recipes=recipes(ks)))
         task_models.append(ks)
     for p, ks in want.items():
         d = dets[sha[p]]
-        tasks.append(CutTask(p, False, d.box, d.landmarks, recipes(ks)))
+        tasks.append(CutTask(p, False, d.box, d.landmarks, recipes(ks), source=d.detector))
         task_models.append(ks)
-    embedder = _Embedder(models, cache, options)
+    embedder = _Embedder(models, cache, options, det_key)
     errors: list[str] = []
     new_dets: list[tuple[str, CachedDetection]] = []
-    with progress("aligning + embedding", len(tasks)) as bar, _share_cores(options.workers, len(undetected)):
+    label = f"aligning + embedding ({config.detector})"
+    with progress(label, len(tasks)) as bar, _share_cores(options.workers, len(undetected)):
         for task, ks, res in zip(tasks, task_models, run_cut_tasks(tasks, config, workers=options.workers)):
             s = sha[task.path]
             if res.error is not None:
@@ -212,13 +251,13 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
                     new_dets = []
             if res.status == "face" and res.chips:
                 for k in ks:
-                    embedder.add(k, s, "det", res.chips[models[k][1].contract.align])
+                    embedder.add(k, s, "det", views(k, res.chips))
             bar.advance()
     cache.put_detections(det_key, new_dets)
     embedder.flush()
     if errors:
         raise FacefitError(f"{len(errors)} image(s) could not be decoded: {'; '.join(errors[:5])}")
-    seconds["align_embed"] = time.perf_counter() - t0
+    seconds["align_embed"] = seconds.get("align_embed", 0.0) + time.perf_counter() - t0
 
     # Stage B: images without a detection get a chip from the fallback box.
     t0 = time.perf_counter()
@@ -239,11 +278,11 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
         if res.error is not None or not res.chips:
             raise FacefitError(f"{task.path}: fallback alignment failed: {res.error or 'no chip'}")
         for k in want[task.path]:
-            embedder.add(k, sha[task.path], fb_prov(sha[task.path]) or "", res.chips[models[k][1].contract.align])
+            embedder.add(k, sha[task.path], fb_prov(sha[task.path]) or "", views(k, res.chips))
     embedder.flush()
-    seconds["fallback"] = time.perf_counter() - t0
+    seconds["fallback"] = seconds.get("fallback", 0.0) + time.perf_counter() - t0
 
-    embeddings = [_gather(images, sha, dets, model.contract, options, cache, fb_prov) for _, model in models]
+    embeddings = [_gather(images, sha, dets, model.contract, options, det_key, cache, fb_prov) for _, model in models]
     return EmbeddedImages(embeddings, sha, no_face, fallback, len(undetected), list(embedder.count), seconds)
 
 
@@ -279,7 +318,8 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
         total = verification_metrics(-dist, same, folds)
         subs = subgroup_metrics(-dist, same, folds, groups) if groups else {}
         results.append(ModelEval(label, model.contract, dist, metric, to_distance_units(total),
-                                 {g: to_distance_units(m) for g, m in subs.items()}, embedded.embedded_now[k]))
+                                 {g: to_distance_units(m) for g, m in subs.items()}, embedded.embedded_now[k],
+                                 embedded.detectors[k], embedded.no_face_per_model[k]))
     seconds["metrics"] = time.perf_counter() - t0
     return EvalRun(pairs, options, results, embedded.no_face, embedded.fallback_box, data_sha,
                    embedded.detected_now, seconds)
@@ -311,7 +351,8 @@ class _share_cores:
 
 
 def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDetection], contract: EmbeddingContract,
-            options: EvalOptions, cache: EvalCache, fb_prov: Callable[[str], str | None]) -> dict[Path, np.ndarray]:
+            options: EvalOptions, det_key: str, cache: EvalCache,
+            fb_prov: Callable[[str], str | None]) -> dict[Path, np.ndarray]:
     by_key: dict[str, list[Path]] = {}
     for p in images:
         prov = "det" if dets[sha[p]].status == "face" else fb_prov(sha[p])
@@ -319,9 +360,9 @@ def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDete
     out: dict[Path, np.ndarray] = {}
     for prov, paths in by_key.items():
         shas = [sha[p] for p in paths]
-        orig = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, False))
+        orig = cache.get_embeddings(shas, _emb_key(contract, det_key, prov, False))
         mirror = _wants_flip(contract, options)
-        flip = cache.get_embeddings(shas, _emb_key(contract, options.det_key, prov, True)) if mirror else {}
+        flip = cache.get_embeddings(shas, _emb_key(contract, det_key, prov, True)) if mirror else {}
         for p in paths:
             if sha[p] not in orig or (mirror and sha[p] not in flip):
                 raise RuntimeError(f"{p}: embedding missing from the cache after embedding")  # a bug, not input

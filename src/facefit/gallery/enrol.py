@@ -123,7 +123,7 @@ def prepare_faces(
     from facefit.io.images import load_image
 
     out = Prepared()
-    chips, pending = [], []
+    chosen, pending = [], []
     for p in paths:
         path = p.name if isinstance(p, ImageBytes) else Path(p)
         source = shown(path)  # what is stored and reported: a name that is not UTF-8 cannot go into the database
@@ -137,13 +137,13 @@ def prepare_faces(
         except (FacefitError, OSError) as exc:
             out.failures.append((source, shown(str(exc))))
         else:
-            chips.append(face.chip)
+            chosen.append(face)
             pending.append(NewFace(sha, source, face.box, np.empty(0, np.float32), lm, jpeg, cbox, face.score,
                                    face.box[2] - face.box[0], sharpness(face.chip), face.detector))
         if on_image is not None:
             on_image()
-    if chips:
-        emb = model.embed(np.stack(chips))
+    if chosen:
+        emb = model.embed_faces(chosen)
         for face, e in zip(pending, emb):
             face.embedding = e
         out.faces = pending

@@ -91,7 +91,7 @@ class Gallery:
 
     # -- enrolment ---------------------------------------------------------------------------------
     def add(self, name: str, images: Sequence[str | os.PathLike | ImageBytes], model: FaceEmbedder, *,
-            detector: str = "hog", face: str | int | None = None, keep_crops: bool = True,
+            detector: str | None = None, face: str | int | None = None, keep_crops: bool = True,
             on_image: Callable[[], None] | None = None) -> EnrolReport:
         """Enrol one face from each photo (file or ``ImageBytes``) for ``name``, in one transaction.
 
@@ -115,7 +115,7 @@ class Gallery:
             report.duplicates = [(f.source, who, fid) for f, who, fid in outcome.duplicates]
         return report
 
-    def add_folder(self, root: str | os.PathLike, model: FaceEmbedder, *, detector: str = "hog",
+    def add_folder(self, root: str | os.PathLike, model: FaceEmbedder, *, detector: str | None = None,
                    face: str | int | None = None, keep_crops: bool = True,
                    on_image: Callable[[], None] | None = None) -> EnrolReport:
         """Enrol ``ROOT/<person>/<images>``: one transaction per person, so a killed run keeps whole persons."""
@@ -181,8 +181,9 @@ class Gallery:
         """Re-cut every face from its stored crop for ``model`` and swap all embeddings at once."""
         from facefit.gallery.enrol import decode_crop
 
-        aligner = _aligner("hog", model)
-        ids, chips, missing = [], [], []
+        aligner = _aligner(None, model)
+        stored = self.contract.align if self.contract is not None else model.contract.align
+        ids, views, missing = [], [], []
         for crop in self.store.crops():
             if crop.jpeg is None or crop.landmarks is None or crop.box is None:
                 missing.append(crop.face_id)
@@ -192,7 +193,9 @@ class Gallery:
             except FacefitError as exc:
                 raise GalleryError(f"face {crop.face_id}: {exc}; remove it (facefit gallery remove --face "
                                    f"{crop.face_id} --yes), then re-embed") from None
-            chips.append(aligner.cut(image, crop.box, crop.landmarks, model.contract.align))
+            # The stored landmarks are the enrolling model's; the aligner re-finds them where this model's
+            # recipes need another kind (e.g. YuNet's points after dlib's).
+            views.append(aligner.cut_views(image, crop.box, crop.landmarks, stored))
             ids.append(crop.face_id)
             if on_face is not None:
                 on_face()
@@ -201,7 +204,8 @@ class Gallery:
             raise GalleryError(f"{len(missing)} face(s) were enrolled without a stored crop (ids {shown}); remove "
                                f"and re-enrol them from photos before re-embedding")
         dim = model.embedding_dim
-        emb = model.embed(np.stack(chips), batch_size=batch_size) if chips else np.empty((0, dim), np.float32)
+        emb = model.embed_views({r: np.stack([v[r] for v in views]) for r in model.recipes}, batch_size=batch_size) \
+            if views else np.empty((0, dim), np.float32)
         self.store.replace_embeddings(model.contract.to_json(), model.contract.id, np.asarray(ids, np.int64), emb)
         return len(ids)
 
@@ -229,8 +233,8 @@ def gallery_model(gallery: Gallery, model: str | None) -> FaceEmbedder:
                      f"({contract.id}); pass that model with --model PATH")
 
 
-def _aligner(detector: str, model: FaceEmbedder):  # noqa: ANN202
+def _aligner(detector: str | None, model: FaceEmbedder):  # noqa: ANN202
     from facefit.align.aligner import AlignConfig, FacePolicy, _default_aligner
 
-    return _default_aligner(AlignConfig(detector=detector, faces=FacePolicy.all, recipe=model.contract.align))
+    return _default_aligner(AlignConfig.for_model(model, detector=detector, faces=FacePolicy.all))
 

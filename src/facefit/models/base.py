@@ -2,12 +2,14 @@
 
 from __future__ import annotations
 
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Mapping, Sequence
+from typing import Any
 
 import numpy as np
 import torch
 from torch import nn
 
+from facefit.align.recipe import AlignRecipe
 from facefit.models.contract import EmbeddingContract
 
 
@@ -91,6 +93,23 @@ class FaceEmbedder(nn.Module):
     @property
     def embedding_dim(self) -> int:
         return self.contract.embedding_dim
+
+    @property
+    def recipes(self) -> tuple[AlignRecipe, ...]:
+        """The chips this model needs for one face, in order: one recipe, or several for an ensemble."""
+        return (self.contract.align,)
+
+    def embed_views(self, views: Mapping[AlignRecipe, np.ndarray], batch_size: int = 64,
+                    on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """Embed faces given as one chip batch per recipe in ``recipes`` (rows are the same faces)."""
+        return self.embed(views[self.contract.align], batch_size=batch_size, on_batch=on_batch)
+
+    def embed_faces(self, faces: Sequence[Any], batch_size: int = 64) -> np.ndarray:
+        """Embed aligned ``Face`` objects (from ``facefit.align``), whatever chips the model needs."""
+        if not faces:
+            return np.empty((0, self.embedding_dim), np.float32)
+        return self.embed_views({r: np.stack([f.chip_for(r) for f in faces]) for r in self.recipes},
+                                batch_size=batch_size)
 
     def preprocess(self, chips: torch.Tensor) -> torch.Tensor:
         """uint8 (N, H, W, 3) RGB chips -> normalised float (N, 3, H, W)."""

@@ -43,6 +43,9 @@ class EmbeddingContract:
     thresholds: dict[str, float] = field(default_factory=dict, compare=False)
     licence: str = field(default="unknown", compare=False)
     source: str = field(default="", compare=False)
+    # An ensemble's members: [{"id", "name", "weight"}, ...]; their ids and weights are in the ensemble's
+    # weights_sha256, so the id changes with them.
+    members: tuple[dict[str, Any], ...] = field(default=(), compare=False)
 
     def __post_init__(self) -> None:
         # Means and stds are float32 in every framework: keep ~7 significant digits so the
@@ -73,6 +76,9 @@ class EmbeddingContract:
         data["mean"] = list(self.mean)
         data["std"] = list(self.std)
         data["id"] = self.id
+        data["members"] = [dict(m) for m in self.members]
+        if not self.members:
+            del data["members"]  # single models' JSON stays as it was
         return data
 
     def to_json(self) -> str:
@@ -89,6 +95,7 @@ class EmbeddingContract:
         kwargs["mean"] = tuple(kwargs["mean"])
         kwargs["std"] = tuple(kwargs["std"])
         kwargs["align"] = AlignRecipe(**kwargs["align"])
+        kwargs["members"] = tuple(dict(m) for m in kwargs.get("members", ()))
         contract = cls(**kwargs)
         if "id" in data and data["id"] != contract.id:
             raise ValueError(f"contract id {data['id']} does not match its fields ({contract.id})")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import os
+from collections.abc import Callable
 from dataclasses import replace
 from pathlib import Path
 
@@ -12,8 +13,17 @@ from facefit.errors import ModelNotFoundError, WeightsNotFoundError
 from facefit.io.assets import sha256_file, verified
 from facefit.models import artifact
 from facefit.models.base import FaceEmbedder
+from facefit.models.onnx_weights import sface_onnx_state
 from facefit.models.registry import get_spec, is_registered
 from facefit.models.weights import dlib_dat_state
+
+WeightReader = Callable[[FaceEmbedder, Path, str], dict[str, torch.Tensor]]
+
+# How each PretrainedCfg.format becomes a state dict: reader(model, path, sha256), cached by the file's digest.
+WEIGHT_READERS: dict[str, WeightReader] = {
+    "dlib-dat": lambda model, path, digest: dlib_dat_state(model, path, digest)[0],
+    "sface-onnx": sface_onnx_state,
+}
 
 
 def create_model(
@@ -67,11 +77,11 @@ def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
                                    f"peer checkpoint path instead, or train it from scratch (facefit train --base "
                                    f"{name} --set pretrained=false)")
     cfg = spec.pretrained
-    path, digest = verified(cfg.asset)
-    if cfg.format != "dlib-dat":
+    reader = WEIGHT_READERS.get(cfg.format)
+    if reader is None:
         raise WeightsNotFoundError(f"{name}: unsupported weight format {cfg.format!r}")
-    state, _mean = dlib_dat_state(model, path, digest)
-    model.load_state_dict(state)
+    path, digest = verified(cfg.asset)
+    model.load_state_dict(reader(model, path, digest))
     model.contract = spec.contract.with_weights(digest)
     return model
 
@@ -89,7 +99,11 @@ def _from_dlib_file(path: Path) -> FaceEmbedder:
 
 
 def _from_model_dir(path: Path) -> FaceEmbedder:
-    contract, _meta = artifact.read_model_meta(path)
+    from facefit.models.ensemble_io import is_ensemble, load_ensemble
+
+    contract, meta = artifact.read_model_meta(path)
+    if is_ensemble(contract):
+        return load_ensemble(path, contract, meta)
     spec = get_spec(contract.architecture)
     model = spec.builder(contract)
     state = artifact.load_state(path, contract)

@@ -20,7 +20,7 @@ from collections.abc import Iterable, Mapping
 import torch
 from torch import nn
 
-from facefit.align.recipe import ARCFACE_TEMPLATE_112
+from facefit.align.recipe import ARCFACE_YUNET_112
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
 from facefit.models.registry import register_model
@@ -180,8 +180,9 @@ def checkpoint_filter_fn(state_dict: Mapping[str, object], model: IResNet) -> di
 
 # insightface's own crop: the 5-point ArcFace template (eyes at y 51.6 of 112), so weights trained by
 # insightface see the crops they were trained on. (A dlib chip at 112 px, padding 0.25, puts the eyes 17 px
-# higher and the face 12% larger.)
-ARCFACE_CHIP_112 = ARCFACE_TEMPLATE_112
+# higher and the face 12% larger.) The five points are YuNet's (Apache-2.0); dlib's 68-point predictor
+# (ARCFACE_TEMPLATE_112, non-commercial training data) stays an explicit opt-in.
+ARCFACE_CHIP_112 = ARCFACE_YUNET_112
 
 _IRESNET_LICENCE = "MIT (architecture); weights: supplied by the user"
 _IRESNET_SOURCE = "insightface arcface_torch backbones/iresnet.py (architecture only; no weights shipped)"

@@ -18,7 +18,8 @@ class ServeSettings(BaseSettings):
     gallery: str | None = Field(None, description="gallery file or postgresql:// URL (default: $FACEFIT_GALLERY "
                                                   "or the per-user gallery); none: 1:N endpoints answer 503")
     no_gallery: bool = Field(False, description="serve verification and embedding only")
-    detector: Literal["hog", "auto"] = "hog"
+    detector: Literal["model", "hog", "yunet", "auto"] = Field(
+        "model", description="model: the model's own detector (dlib-resnet: hog; sface: yunet)")
     threshold: float | None = Field(None, gt=0, allow_inf_nan=False,
                                     description="1:N accept threshold (default: the model's own)")
     verify_threshold: float | None = Field(None, gt=0, allow_inf_nan=False,

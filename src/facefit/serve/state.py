@@ -45,12 +45,16 @@ class ServeState:
         self.gallery = gallery
         self._local = threading.local()
 
+    @property
+    def detector_name(self) -> str | None:
+        """The detector setting for the library: None is the model's own."""
+        return None if self.settings.detector == "model" else self.settings.detector
+
     def aligner(self) -> FaceAligner:
         """This thread's aligner: dlib's detectors keep scratch state, so threads do not share one."""
         aligner = getattr(self._local, "aligner", None)
         if aligner is None:
-            config = AlignConfig(detector=self.settings.detector, faces=FacePolicy.all,
-                                 recipe=self.model.contract.align)
+            config = AlignConfig.for_model(self.model, detector=self.detector_name, faces=FacePolicy.all)
             aligner = self._local.aligner = FaceAligner(config)
         return aligner
 

@@ -109,12 +109,11 @@ class StreamRunner:
                 self.threshold = gallery.default_threshold()
             gallery.index()  # built (or loaded) now, so that neither errors nor build time land mid-stream
         self.detector = FrameDetector(config.min_face)
-        recipe = model.contract.align if model is not None else None
-        self.aligner = FaceAligner(AlignConfig(faces=FacePolicy.all, recipe=recipe)) if recipe else None
+        # Boxes come from the frame detector and its tracker; the aligner finds each model's landmarks in them.
+        self.aligner = FaceAligner(AlignConfig.for_model(model, faces=FacePolicy.all)) if model is not None else None
         if model is not None:
-            # The first call builds the inference copy; do it now rather than when the first face appears.
-            size = model.contract.input_size
-            model.embed(np.zeros((1, size[0], size[1], 3), np.uint8))
+            # The first call builds the inference copies; do it now rather than when the first face appears.
+            model.embed_views({r: np.zeros((1, r.size, r.size, 3), np.uint8) for r in model.recipes})
         self._stop = False
 
     def stop(self) -> None:
@@ -196,8 +195,7 @@ class StreamRunner:
         if not due:
             return 0
         rgb = frame.rgb()
-        chips = np.stack([self.aligner.align_box(rgb, t.box).chip for t in due])
-        embeddings = self.model.embed(chips)
+        embeddings = self.model.embed_faces([self.aligner.align_box(rgb, t.box) for t in due])
         for track, answer in zip(due, self.gallery.identify(embeddings, self.model, threshold=self.threshold)):
             track.identity.add(answer.name, answer.distance, track.hits)
         return len(due)

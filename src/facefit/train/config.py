@@ -93,8 +93,12 @@ class OptimConfig(_Section):
     warmup: float = Field(0.05, ge=0, lt=1, description="fraction of the steps")
     batch_size: int = Field(128, ge=2)
     images_per_person: int = Field(4, ge=2, description="K of a P x K batch (triplet loss)")
-    epochs: int = Field(20, ge=1)
-    time_budget_min: float | None = Field(30.0, gt=0, description="stop (and plan the schedule) within this")
+    epochs: int = Field(12, ge=1, description="the schedule: a fixed number of epochs, so the same command gives "
+                                             "the same model on any machine")
+    time_budget_min: float | None = Field(30.0, gt=0, description="a cap: the run stops (and says so) when it "
+                                                                   "would take longer")
+    fit_budget: bool = Field(False, description="plan the schedule to end inside time_budget_min from the "
+                                                "measured speed (a faster machine then trains more epochs)")
     clip_grad: float | None = Field(5.0, gt=0)
     amp: bool = Field(True, description="bf16 autocast on GPU (ignored on CPU)")
     ema: float = Field(0.0, ge=0, lt=1, description="decay of an exponential moving average of the weights, "
@@ -116,6 +120,9 @@ class GuardConfig(_Section):
     anchor_batch: int = Field(32, ge=1, description="anchor faces added to every step")
     anchor_weight: float | None = Field(None, ge=0, description="the anchors' distillation weight (default: "
                                                                 "guard.distill_weight)")
+    bn: Literal["frozen", "train"] = Field("train", description="batch-norm layers: frozen keeps the pretrained "
+                                                               "running statistics (small fine-tuning sets); "
+                                                               "train updates them from each batch")
     adapter_rank: int = Field(0, ge=0, description="0: train the weights of the stages after the frozen ones; N: "
                                                   "keep them frozen too and learn a rank-N update of each conv and "
                                                   "linear weight there (LoRA), merged into the weights on export")
@@ -128,8 +135,11 @@ class GuardConfig(_Section):
         return self.distill_weight if self.anchor_weight is None else self.anchor_weight
 
 
+DEFAULT_BASE = "dlib-resnet"
+
+
 class TrainConfig(_Section):
-    base: str = "dlib-resnet"
+    base: str = DEFAULT_BASE
     pretrained: bool = Field(True, description="start from the base's pretrained weights; false trains a "
                                                "registered architecture from random weights")
     standardize: bool = Field(True, description="function-preserving re-standardisation before training")
@@ -213,6 +223,9 @@ def load_config(path: Path | None = None, overrides: dict[str, Any] | None = Non
         tree = loaded or {}
     for key, value in (overrides or {}).items():
         _set(tree, key, value)
+    from facefit.train.recipes import with_base_recipe
+
+    tree = with_base_recipe(tree)
     try:
         return TrainConfig.model_validate(tree)
     except ValidationError as exc:

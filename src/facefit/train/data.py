@@ -111,6 +111,30 @@ def _chip_data(persons: list[tuple[str, list[Path]]], chips: np.ndarray, index: 
                     [p for p in paths if p in no_face])
 
 
+Persons = list[tuple[str, list[Path]]]
+
+
+def split_persons(persons: Persons, held_out: float, seed: int) -> tuple[Persons, Persons]:
+    """(training persons, held-out persons): a seeded draw of whole persons, in their original order."""
+    if held_out <= 0:
+        return persons, []
+    order = list(range(len(persons)))
+    random.Random(seed).shuffle(order)
+    n_val = max(2, round(len(persons) * held_out))
+    if len(persons) - n_val < 2:
+        raise FacefitError(f"holding out {held_out:.0%} of {len(persons)} persons for validation leaves "
+                           f"fewer than 2 to train on; set data.val_fraction lower or give data.val_pairs")
+    val_ids = set(order[:n_val])
+    return ([p for k, p in enumerate(persons) if k not in val_ids],
+            [p for k, p in enumerate(persons) if k in val_ids])
+
+
+def held_out_persons(cfg: DataConfig, seed: int) -> Persons:
+    """The persons a run with this data config and seed held out of training (for later calibration)."""
+    persons, _ = _select(cfg)
+    return split_persons(persons, cfg.held_out, seed)[1]
+
+
 def prepare_data(cfg: DataConfig, recipe: AlignRecipe, cache: EvalCache, *, seed: int = 0,
                  workers: int | None = None, progress: ProgressFactory = no_progress) -> PreparedData:
     """Scan, filter, align (cached) and split the training data."""
@@ -147,18 +171,7 @@ def prepare_data(cfg: DataConfig, recipe: AlignRecipe, cache: EvalCache, *, seed
         notes.append(note)
     index = {p: i for i, p in enumerate(paths)}
     missing = set(no_face)
-    val_persons: list[tuple[str, list[Path]]] = []
-    train_persons = persons
-    if cfg.held_out > 0:
-        order = list(range(len(persons)))
-        random.Random(seed).shuffle(order)
-        n_val = max(2, round(len(persons) * cfg.held_out))
-        if len(persons) - n_val < 2:
-            raise FacefitError(f"holding out {cfg.held_out:.0%} of {len(persons)} persons for validation leaves "
-                               f"fewer than 2 to train on; set data.val_fraction lower or give data.val_pairs")
-        val_ids = set(order[:n_val])
-        val_persons = [p for k, p in enumerate(persons) if k in val_ids]
-        train_persons = [p for k, p in enumerate(persons) if k not in val_ids]
+    train_persons, val_persons = split_persons(persons, cfg.held_out, seed)
     train = _chip_data(train_persons, chips, index, missing)
     val = _chip_data(val_persons, chips, index, missing) if val_persons else None
     return PreparedData(train, val, digest, notes)

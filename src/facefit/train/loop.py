@@ -221,7 +221,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                                                       else "") + f"; device {device}")
     budget = TimeBudget(o.time_budget_min, s.schedule, steps_per_epoch=s.steps_per_epoch, batch=s.batch,
                         max_steps=o.epochs * s.steps_per_epoch, broadcast=dist.broadcast_int,
-                        resumed=state is not None)
+                        resumed=state is not None, fit=o.fit_budget)
     t0 = time.perf_counter() - run.elapsed
     images_seen, train_seconds = 0, 0.0
     while not run.finished and run.epoch < o.epochs and run.step < s.schedule.total:
@@ -234,6 +234,10 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
         train_seconds += done.seconds
         images_seen += done.images
         run.epoch += 1
+        if done.out_of_time and dist.main:
+            log(f"time budget {o.time_budget_min:g} min reached: stopped in epoch {run.epoch} of {o.epochs} (step "
+                f"{run.step} of {s.schedule.total}); the learning rate had not decayed to its end. Raise "
+                f"--time-budget to run the whole schedule, or set optim.fit_budget=true to plan it within the time")
         run.finished = done.out_of_time or run.step >= s.schedule.total or run.epoch >= o.epochs
         row: dict[str, Any] = {"epoch": run.epoch, "step": run.step, "seconds": round(time.perf_counter() - t0, 1),
                                "lr": o.lr * s.schedule(run.step),

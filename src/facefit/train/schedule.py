@@ -22,17 +22,21 @@ class Schedule:
 
 
 class TimeBudget:
-    """Fits ``schedule`` inside a budget of minutes, so the cosine decay ends when the time does.
+    """A budget of minutes: a cap on the run, and with ``fit`` the length of its schedule.
 
-    The first plan comes from the first ``PLAN_AFTER`` steps; fresh runs re-plan at the start of
-    epochs 2 and 3 from whole epochs, validation included. Every rank must call the planners
-    (``broadcast`` makes the steps agree); the returned lines are for rank 0 to log.
+    Without ``fit`` the schedule is the configured epochs whatever the machine's speed, and the
+    budget only stops a run that would take longer (``spent``). With ``fit`` the cosine decay is
+    planned to end when the time does: the first plan comes from the first ``PLAN_AFTER`` steps;
+    fresh runs re-plan at the start of epochs 2 and 3 from whole epochs, validation included.
+    Every rank must call the planners (``broadcast`` makes the steps agree); the returned lines
+    are for rank 0 to log.
     """
 
     PLAN_AFTER = 12
 
     def __init__(self, minutes: float | None, schedule: Schedule, *, steps_per_epoch: int, batch: int,
-                 max_steps: int, broadcast: Callable[[int], int], resumed: bool) -> None:
+                 max_steps: int, broadcast: Callable[[int], int], resumed: bool, fit: bool = False) -> None:
+        self.fit = fit
         self.minutes = minutes
         self.seconds = minutes * 60 if minutes else None
         self.schedule = schedule
@@ -45,7 +49,7 @@ class TimeBudget:
 
     def replan(self, epoch: int, step: int, spent: float) -> str | None:
         """At the start of ``epoch`` (0-based): re-plan from the whole epochs done so far."""
-        if not self.seconds or self.resumed or epoch not in (1, 2):
+        if not self.fit or not self.seconds or self.resumed or epoch not in (1, 2):
             return None
         # A plan made from 12 steps on a busy machine can be far off in either direction.
         fit = step + int(max(0.0, self.seconds * 0.93 - spent) * step / spent)
@@ -56,7 +60,7 @@ class TimeBudget:
 
     def plan(self, step: int, steps_this_epoch: int, epoch_seconds: float, elapsed: float) -> str | None:
         """After each step: the first plan, once ``PLAN_AFTER`` steps of this run have been timed."""
-        if not self.seconds or self.planned or steps_this_epoch != self.PLAN_AFTER:
+        if not self.fit or not self.seconds or self.planned or steps_this_epoch != self.PLAN_AFTER:
             return None
         rate = steps_this_epoch / epoch_seconds
         # Keep 10% of the budget for validation and export.

@@ -152,6 +152,10 @@ def run_epoch(s: Stepper, chips: np.ndarray, labels: np.ndarray, anchors: np.nda
     s.model.train()
     for stage in s.model.stage_list()[: s.prefix]:
         stage.eval()  # frozen means frozen: batch-norm layers there keep their running statistics
+    if cfg.guard.bn == "frozen":
+        for layer in s.model.modules():
+            if isinstance(layer, nn.modules.batchnorm._BatchNorm):
+                layer.eval()  # normalise with the pretrained statistics; the affine part still learns
     sums = {"train_loss": 0.0, "metric_loss": 0.0, "distill_loss": 0.0, "l2sp_loss": 0.0}
     if anchors is not None:
         sums["anchor_loss"] = 0.0

@@ -24,6 +24,32 @@ from facefit.io.cache import EvalCache
 from facefit.models.base import FaceEmbedder
 
 
+def held_out_pairs(labels: np.ndarray, seed: int, max_pairs: int = 3000
+                   ) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Verification pairs among persons labelled ``labels``: (a, b, same, folds) index arrays.
+
+    Same-person pairs (at most ``max_pairs``, drawn with ``seed``) and as many random different-person
+    ones; folds group whole persons (label mod 10), so no threshold is chosen on a person it is tested on.
+    """
+    rng = np.random.default_rng(seed)
+    pos = [(i, j) for k in np.unique(labels) for idx in [np.flatnonzero(labels == k)]
+           for n, i in enumerate(idx) for j in idx[n + 1:]]
+    if len(pos) > max_pairs:
+        pos = [pos[i] for i in rng.choice(len(pos), max_pairs, replace=False)]
+    neg: set[tuple[int, int]] = set()
+    tries = 0
+    while len(neg) < len(pos) and tries < 100 * max(1, len(pos)):
+        i, j = sorted(rng.choice(len(labels), 2, replace=False).tolist())
+        if labels[i] != labels[j]:
+            neg.add((i, j))
+        tries += 1
+    pairs = pos + sorted(neg)
+    a = np.array([i for i, _ in pairs], dtype=np.int64)
+    b = np.array([j for _, j in pairs], dtype=np.int64)
+    same = np.array([True] * len(pos) + [False] * len(neg))
+    return a, b, same, labels[a] % 10
+
+
 @dataclass
 class PairsValidator:
     pairs: PairSet
@@ -52,24 +78,9 @@ class PairsValidator:
 
         Folds group whole persons, so no threshold is chosen on a person it is tested on.
         """
-        rng = np.random.default_rng(seed)
-        pos = [(i, j) for k in np.unique(labels) for idx in [np.flatnonzero(labels == k)]
-               for n, i in enumerate(idx) for j in idx[n + 1:]]
-        if len(pos) > max_pairs:
-            pos = [pos[i] for i in rng.choice(len(pos), max_pairs, replace=False)]
-        neg: set[tuple[int, int]] = set()
-        tries = 0
-        while len(neg) < len(pos) and tries < 100 * max(1, len(pos)):
-            i, j = sorted(rng.choice(len(labels), 2, replace=False).tolist())
-            if labels[i] != labels[j]:
-                neg.add((i, j))
-            tries += 1
-        pairs = pos + sorted(neg)
-        a = np.array([i for i, _ in pairs])
-        b = np.array([j for _, j in pairs])
-        folds = labels[a] % 10
+        a, b, same, folds = held_out_pairs(labels, seed, max_pairs)
         empty = PairSet([], Path("held-out persons"), "held-out", Path("."))
-        return cls(empty, chips, a, b, np.array([True] * len(pos) + [False] * len(neg)), folds, 0)
+        return cls(empty, chips, a, b, same, folds, 0)
 
     @property
     def n_pairs(self) -> int:

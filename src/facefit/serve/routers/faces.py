@@ -4,7 +4,6 @@ from __future__ import annotations
 
 from typing import Annotated
 
-import numpy as np
 from fastapi import APIRouter, Form, HTTPException, Query, status
 
 from facefit.serve.deps import GalleryDep, State, read_upload
@@ -30,7 +29,7 @@ router = APIRouter(tags=["faces"])
 def embed(state: State, form: Annotated[OneImage, Form()], q: Annotated[EmbedQuery, Query()]) -> EmbedResponse:
     """Every face of the photo (or the largest / most central one) with its raw embedding."""
     faces = detect(state, read_upload(form.image, "image", state), q.faces)
-    emb = state.model.embed([f.chip for f in faces]) if faces else np.empty((0, state.model.embedding_dim))
+    emb = state.model.embed_faces(faces)
     return EmbedResponse(contract_id=state.model.contract.id,
                          faces=[EmbeddedFace(**box_of(f).model_dump(), embedding=[float(v) for v in e])
                                 for f, e in zip(faces, emb)])
@@ -53,7 +52,7 @@ def verify(state: State, form: Annotated[TwoImages, Form()], q: Annotated[Verify
                             "the model carries no 1:1 threshold; pass ?threshold=")
     a = one_face(state, read_upload(form.image_a, "image_a", state))
     b = one_face(state, read_upload(form.image_b, "image_b", state))
-    emb = state.model.embed([a.chip, b.chip])
+    emb = state.model.embed_faces([a, b])
     distance = float(paired_distances(emb[:1], emb[1:], metric)[0])
     return VerifyResponse(same=distance <= threshold, distance=round(distance, 6), threshold=float(threshold),
                           threshold_source=source, metric=metric, face_a=box_of(a), face_b=box_of(b))
@@ -67,7 +66,7 @@ def identify(state: State, gallery: GalleryDep, form: Annotated[OneImage, Form()
     threshold = q.threshold if q.threshold is not None else state.settings.threshold
     source = "the request" if q.threshold is not None else "the server's setting"
 
-    emb = state.model.embed([f.chip for f in faces]) if faces else None
+    emb = state.model.embed_faces(faces) if faces else None
 
     def search(g):  # noqa: ANN001, ANN202 - runs on the gallery's thread
         from facefit.gallery.store import GalleryError

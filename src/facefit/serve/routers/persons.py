@@ -87,7 +87,7 @@ def enrol(name: NewName, state: State, gallery: GalleryDep, form: Annotated[Many
 
     uploads = [read_upload(f, f"images[{i}]", state) for i, f in enumerate(form.images)]
     choice = parse_face_choice(q.face)
-    report = gallery.call(lambda g: g.add(name, uploads, state.model, detector=state.settings.detector,
+    report = gallery.call(lambda g: g.add(name, uploads, state.model, detector=state.detector_name,
                                           face=choice))
     body = EnrolResponse(person=name, added=[Added(source=s, face_id=i) for s, _, i in report.added],
                          duplicates=[Duplicate(source=s, enrolled_as=w, face_id=i) for s, w, i in report.duplicates],
