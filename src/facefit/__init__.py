@@ -24,16 +24,24 @@ _LAZY = {
     "standardize_": "facefit.models.standardize",
     "pairwise_distances": "facefit.distances",
     "Gallery": "facefit.gallery.gallery",
+    "represent": "facefit.api",
+    "verify": "facefit.api",
+    "identify": "facefit.api",
+    "FaceEmbedding": "facefit.api",
+    "Verification": "facefit.api",
+    "DEFAULT_MODEL": "facefit.defaults",
 }
 
 __all__ = [
-    "EmbeddingContract", "Face", "FaceAligner", "FaceEmbedder", "Gallery", "__version__", "create_model",
-    "detect_and_align", "list_models", "load_image", "pairwise_distances", "register_model", "save_model",
-    "standardize_",
+    "DEFAULT_MODEL", "EmbeddingContract", "Face", "FaceAligner", "FaceEmbedder", "FaceEmbedding", "Gallery",
+    "Verification", "__version__", "create_model", "detect_and_align", "identify", "list_models", "load_image",
+    "pairwise_distances", "register_model", "represent", "save_model", "standardize_", "verify",
 ]
 
 if TYPE_CHECKING:
     from facefit.align import Face, FaceAligner, detect_and_align
+    from facefit.api import FaceEmbedding, Verification, identify, represent, verify
+    from facefit.defaults import DEFAULT_MODEL
     from facefit.distances import pairwise_distances
     from facefit.gallery.gallery import Gallery
     from facefit.io import load_image

@@ -2,9 +2,10 @@
 
 Align the Yale photos, embed them and dlib's example chips, prove the port
 against dlib itself, show distance matrices and how dlib's threshold separates
-same-person from different-person pairs; then verify the pre-trained model on
-the Korean validation pairs and LFW, fine-tune it on the Korean training persons
-within a time budget, and print the pre-trained vs fine-tuned table.
+same-person from different-person pairs; then verify the pre-trained models
+(dlib-resnet and facefit's default, SFace) on the Korean validation pairs and LFW,
+fine-tune both on the Korean training persons within a time budget each, combine
+them into an ensemble, and print the pre-trained vs fine-tuned vs ensemble table.
 """
 
 from __future__ import annotations
@@ -102,48 +103,69 @@ def _print_verification(out: Console, step: str, name: str, res: dict, seconds: 
               f"detections and embeddings are cached for re-runs): accuracy {res['accuracy']:.4f} "
               f"± {res['accuracy_std']:.4f}, AUC {res['auc']:.4f}, EER {res['eer']:.4f}, TAR@FAR=1e-2 "
               f"{res['tar_at_far_1e-2']:.3f}, TAR@FAR=1e-3 {res['tar_at_far_1e-3']:.3f}; best-accuracy "
-              f"{res['metric']} threshold {res['threshold']:.3f} (dlib's default: Euclidean 0.6); report in "
-              f"{out_dir}/")
+              f"{res['metric']} threshold {res['threshold']:.3f}; report in {out_dir}/")
 
 
-def _finetune(data: Path, run_dir: Path, minutes: float, out: Console, workers: int | None,
+def _finetune(data: Path, base: str, run_dir: Path, minutes: float, out: Console, workers: int | None,
               progress) -> Path:  # noqa: ANN001
-    """The default training recipe on kfamily/train, within ``minutes``; returns the exported model's folder."""
+    """``base``'s default recipe on kfamily/train, planned to fit ``minutes``; returns the run folder."""
     import shutil
+
+    from rich.markup import escape
 
     from facefit.train.config import load_config
     from facefit.train.loop import train
 
-    cfg = load_config(overrides={"data.train": [str(data / "kfamily" / "train")], "optim.time_budget_min": minutes,
-                                 "optim.fit_budget": True, "workers": workers})
+    cfg = load_config(overrides={"base": base, "data.train": [str(data / "kfamily" / "train")],
+                                 "optim.time_budget_min": minutes, "optim.fit_budget": True, "workers": workers})
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run folder from an earlier demo
-    from rich.markup import escape
-
-    out.print(f"\n[bold]7. fine-tune[/bold] dlib-resnet on {escape(str(data / 'kfamily' / 'train'))} with the default "
-              f"recipe (as `facefit train DATA --base dlib-resnet --out RUN --time-budget {minutes:g}`): held-out "
-              f"persons pick the best epoch; the validation pairs are not seen")
+    out.print(f"\n[bold]7. fine-tune[/bold] {base} on {escape(str(data / 'kfamily' / 'train'))} with its default "
+              f"recipe, planned to fit {minutes:g} minutes (as `facefit train DATA --base {base} --out RUN "
+              f"--time-budget {minutes:g} --set optim.fit_budget=true`): held-out persons pick the best epoch; the "
+              f"validation pairs are not seen")
+    command = (f"facefit train {data / 'kfamily' / 'train'} --base {base} --out {run_dir} --time-budget {minutes:g} "
+               f"--set optim.fit_budget=true")
     result = train(cfg, run_dir, progress=progress, log=lambda line: out.print("   " + line, markup=False),
-                   command=f"facefit train {data / 'kfamily' / 'train'} --out {run_dir} --time-budget {minutes:g}")
+                   command=command)
     out.print(f"   trained {result.steps} steps ({result.epochs} epochs) at {result.images_per_s:.0f} img/s; "
               f"whole run {result.seconds / 60:.1f} min; best epoch {result.best_epoch}; model in {result.model_dir}",
               markup=False)
     return run_dir
 
 
+def _ensemble(runs: list[Path], out_dir: Path, out: Console, workers: int | None, progress) -> Path:  # noqa: ANN001
+    """The fine-tuned models as one, weights and thresholds fitted on the persons their training held out."""
+    import shutil
+
+    from facefit.io.assets import cache_dir
+    from facefit.io.cache import EvalCache
+    from facefit.train.ensemble import build_ensemble
+
+    shutil.rmtree(out_dir, ignore_errors=True)
+    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+        report = build_ensemble([str(r) for r in runs], out_dir, cache=cache, workers=workers, progress=progress)
+    weights = ", ".join(f"{d['name']} {d['weight']:.3f}" for d in report.model.contract.members)
+    held = report.metrics.get("ensemble", {})
+    out.print(f"   ensemble (as `facefit ensemble {' '.join(str(r) for r in runs)} --out {out_dir}`): weights "
+              f"{weights} ({report.weights_source}); on the held-out persons accuracy "
+              f"{held.get('accuracy', float('nan')):.4f}", markup=False)
+    return out_dir
+
+
 def _comparison_table(results: dict[str, dict[str, dict]]):  # noqa: ANN202
     from rich import box
     from rich.table import Table
 
-    table = Table(title="8. pre-trained vs fine-tuned (10-fold verification)", title_justify="left",
+    labels = list(next(iter(results.values())))
+    table = Table(title="8. pre-trained vs fine-tuned vs ensemble (10-fold verification)", title_justify="left",
                   box=box.SIMPLE_HEAD)
-    for col in ("benchmark", "metric", "pre-trained", "fine-tuned", "change"):
+    for col in ("benchmark", "metric", *labels):
         table.add_column(col, justify="left" if col in ("benchmark", "metric") else "right")
     for bench, by_model in results.items():
-        pre, ft = by_model["pre-trained"], by_model["fine-tuned"]
-        for key, label in (("accuracy", "accuracy"), ("auc", "AUC"), ("eer", "EER"),
-                           ("tar_at_far_1e-2", "TAR@FAR=1e-2"), ("tar_at_far_1e-3", "TAR@FAR=1e-3")):
-            a, b = pre[key], ft[key]
-            table.add_row(bench if key == "accuracy" else "", label, f"{a:.4f}", f"{b:.4f}", f"{b - a:+.4f}")
+        for key, label in (("accuracy", "accuracy"), ("auc", "AUC"), ("tar_at_far_1e-2", "TAR@FAR=1e-2"),
+                           ("tar_at_far_1e-3", "TAR@FAR=1e-3")):
+            table.add_row(bench if key == "accuracy" else "", label,
+                          *[f"{by_model[m][key]:.4f}" if m in by_model else "" for m in labels])
     return table
 
 
@@ -324,48 +346,50 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
                     embeddings=np.concatenate([johns.embeddings, yale.embeddings]), contract_json=c.to_json())
     files = "embeddings.npz, johns_matrix.png, yale_matrix.png"
 
-    # 6. Verification of the pre-trained model on the Korean validation pairs (and LFW).
-    pre = ("pre-trained", model)
+    # 6. Verification of the pre-trained models on the Korean validation pairs (and LFW): dlib-resnet, and
+    # facefit's default model, SFace.
+    pre = [("dlib-resnet", model), ("sface", create_model("sface"))]
     verification: dict[str, dict[str, dict]] = {}
     benches = _benchmarks(data, lfw)
     for name, rel_root, rel_pairs in benches:
-        res, secs = _verify(name, data / rel_root, data / rel_pairs, [pre], out_dir / f"eval-{name}", workers,
+        res, secs = _verify(name, data / rel_root, data / rel_pairs, pre, out_dir / f"eval-{name}", workers,
                             progress)
         verification[name] = res
-        _print_verification(out, "6", name, res["pre-trained"], secs, out_dir / f"eval-{name}")
+        for label, r in res.items():
+            _print_verification(out, "6", f"{name}, {label}", r, secs, out_dir / f"eval-{name}")
         files += f", eval-{name}/"
     if not (data / "kfamily").is_dir():
         out.print("(no kfamily/ in the data folder: skipping the Korean verification and fine-tuning steps)")
 
-    # 7-8. Fine-tune on the Korean training persons, then compare on the same pairs.
-    run_dir = out_dir / "train-run"
+    # 7-8. Fine-tune both families on the Korean training persons, combine them, compare on the same pairs.
     from facefit.models import create_model as load
 
+    every = list(pre)
     if train_minutes and (data / "kfamily" / "train").is_dir() and benches:
-        _finetune(data, run_dir, train_minutes, out, workers, progress)
-        tuned = ("fine-tuned", load(str(run_dir)))
+        runs = [_finetune(data, base, out_dir / f"train-{base}", train_minutes, out, workers, progress)
+                for base in ("sface", "dlib-resnet")]
+        ens = _ensemble(runs, out_dir / "ensemble", out, workers, progress)
+        every += [("sface-finetuned", load(str(runs[0]))), ("dlib-finetuned", load(str(runs[1]))),
+                  ("ensemble", load(str(ens)))]
         for name, rel_root, rel_pairs in benches:
-            res, _ = _verify(name, data / rel_root, data / rel_pairs, [pre, tuned], out_dir / f"eval-{name}",
+            res, _ = _verify(name, data / rel_root, data / rel_pairs, every, out_dir / f"eval-{name}",
                              workers, progress)
             verification[name] = res
         out.print()
         out.print(_comparison_table(verification))
         metrics = {b: {m: r["metric"] for m, r in by.items()} for b, by in verification.items()}
         out.print(f"distances: {metrics}; side-by-side reports with ROC curves in eval-*/report.md", markup=False)
-        files += ", train-run/ (run folder: log.csv, plots.png, model/)"
+        files += ", train-sface/, train-dlib-resnet/ (run folders: log.csv, plots.png, model/), ensemble/"
         if train_minutes < 30:
-            out.print(f"(a {train_minutes:g}-minute training budget keeps the demo short; `make demo-full` or "
-                      f"`facefit demo --train-minutes 30` runs the default 30-minute recipe)")
+            out.print(f"(a {train_minutes:g}-minute budget per model keeps the demo short; each base's full recipe "
+                      f"is a fixed number of epochs: `facefit train DATA --base sface --out RUN`)")
     elif not train_minutes:
         out.print("(fine-tuning skipped: --train-minutes 0)")
 
     # 9. 1:N identification on the Korean validation persons, the deployment question.
     identification: dict[str, dict] = {}
     if (data / "kfamily" / "val").is_dir():
-        tuned_models = [pre] + ([("fine-tuned", load(str(run_dir)))] if (run_dir / "model").is_dir()
-                                and train_minutes else [])
-        identification, counts, secs = _identify_1n(data, tuned_models, out_dir / "eval-1n-korean-val", workers,
-                                                    progress)
+        identification, counts, secs = _identify_1n(data, every, out_dir / "eval-1n-korean-val", workers, progress)
         _print_1n(out, identification, counts, secs, out_dir / "eval-1n-korean-val")
         files += ", eval-1n-korean-val/"
     out.print(f"\noutputs in {out_dir}/: {files}")

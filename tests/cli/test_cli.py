@@ -176,6 +176,9 @@ def test_bench_embed_runs(tmp_path: Path) -> None:
 
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["rows"][0]["batch"] == 4 and doc["rows"][0]["images_per_s"] > 0
+    # Both shipped models, each on chips of its own size: SFace's beside dlib-resnet's.
+    assert [r["backend"].split(",")[0] for r in doc["rows"]] == ["dlib-resnet", "sface"]
+    assert "resized to 112x112" in proc.stderr
 
 
 def test_demo_without_data_says_what_to_do(tmp_path: Path) -> None:
@@ -220,12 +223,14 @@ def test_demo_end_to_end(data_root: Path, tmp_path: Path) -> None:
                                                                 "yale_matrix.png", "eval-korean-val",
                                                                 "eval-1n-korean-val", ".facefit-demo"}
     # 1:N on new Korean persons: dlib-resnet finds about half of them and rejects no stranger at 0.6.
-    one_n = re.search(r"pre-trained\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+0\.600\s+(\d\.\d+)",
+    one_n = re.search(r"dlib-resnet\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+(\d\.\d+)\s+0\.600\s+(\d\.\d+)",
                       proc.stdout)
     assert one_n, proc.stdout
     assert 0.45 <= float(one_n.group(1)) <= 0.56 and float(one_n.group(5)) <= 0.05
-    acc = float(re.search(r"verification on korean-val .*?accuracy (\d\.\d+)", proc.stdout).group(1))
+    acc = float(re.search(r"verification on korean-val, dlib-resnet .*?accuracy (\d\.\d+)", proc.stdout).group(1))
     assert 0.785 <= acc <= 0.805  # dlib's own pipeline: 0.795
+    acc = float(re.search(r"verification on korean-val, sface .*?accuracy (\d\.\d+)", proc.stdout).group(1))
+    assert 0.86 <= acc <= 0.89  # SFace, the default model: far better on these faces out of the box
     assert (tmp_path / "demo" / "eval-korean-val" / "metrics.json").is_file()
     assert "fine-tuning skipped" in proc.stdout
 
@@ -247,14 +252,17 @@ def test_demo_fine_tunes_and_compares(data_root: Path, tmp_path: Path) -> None:
     (mini / "kfamily" / "val_pairs.csv").write_text("\n".join([lines[0], *keep]) + "\n")
     proc = run("demo", "--data", mini, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0.3")
     assert proc.returncode == 0, proc.stderr
-    assert "8. pre-trained vs fine-tuned" in proc.stdout
-    row = re.search(r"korean-val\s+accuracy\s+(\d\.\d+)\s+(\d\.\d+)\s+([+-]\d\.\d+)", proc.stdout)
+    assert "8. pre-trained vs fine-tuned vs ensemble" in proc.stdout
+    row = re.search(r"korean-val\s+accuracy" + r"\s+(\d\.\d+)" * 5, proc.stdout)
     assert row, proc.stdout
-    assert abs(float(row.group(2)) - float(row.group(1)) - float(row.group(3))) < 2e-4
     doc = json.loads((tmp_path / "demo" / "eval-korean-val" / "metrics.json").read_text())
-    assert set(doc["models"]) == {"pre-trained", "fine-tuned"}
-    assert doc["models"]["fine-tuned"]["calibration"]["metric"] == "cosine"
-    assert doc["models"]["pre-trained"]["calibration"]["metric"] == "euclidean"
-    assert (tmp_path / "demo" / "train-run" / "model" / "MODEL_CARD.md").is_file()
+    labels = {"dlib-resnet", "sface", "sface-finetuned", "dlib-finetuned", "ensemble"}
+    assert set(doc["models"]) == labels
+    assert doc["models"]["dlib-finetuned"]["calibration"]["metric"] == "cosine"
+    assert doc["models"]["dlib-resnet"]["calibration"]["metric"] == "euclidean"
+    assert doc["models"]["ensemble"]["contract"]["architecture"] == "ensemble"
+    for run_dir in ("train-sface", "train-dlib-resnet"):
+        assert (tmp_path / "demo" / run_dir / "model" / "MODEL_CARD.md").is_file()
+    assert (tmp_path / "demo" / "ensemble" / "MODEL_CARD.md").is_file()
     one_n = json.loads((tmp_path / "demo" / "eval-1n-korean-val" / "metrics_1n.json").read_text())
-    assert set(one_n["models"]) == {"pre-trained", "fine-tuned"}
+    assert set(one_n["models"]) == labels

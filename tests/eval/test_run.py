@@ -142,3 +142,38 @@ def test_undecodable_image_is_an_error_not_a_dropped_pair(yale_dir: Path, model,
     pairs = read_pairs(tmp_path / "pairs.csv", root)
     with EvalCache(tmp_path / "c.sqlite") as cache, pytest.raises(PairsError, match="01_broken.png"):
         evaluate(pairs, [("dlib", model)], EvalOptions(workers=1), cache)
+
+
+def test_each_model_gets_its_own_detector_and_an_ensemble_its_members(lfw_small, model, tmp_path: Path) -> None:
+    """sface is fed YuNet's template crop, dlib-resnet HOG's dlib chip, in one run; an ensemble's
+    distances equal embedding its faces directly, and its members' embeddings come from the cache."""
+    from facefit.models.ensemble import EnsembleEmbedder
+
+    pairs_file, root = lfw_small
+    pairs = read_pairs(pairs_file, root)
+    sface = create_model("sface")
+    ens = EnsembleEmbedder([sface, model], [0.6, 0.4])
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        run = evaluate(pairs, [("dlib", model), ("sface", sface)], EvalOptions(metric="auto", workers=2), cache)
+        assert [m.detector for m in run.models] == ["hog", "yunet"]
+        assert run.models[1].total["accuracy"] >= 0.95 and run.models[1].metric == "cosine"
+        for p, d in list(zip(pairs.pairs, run.models[1].distances))[:4]:
+            ea, eb = (sface.embed(detect_and_align(load_image(x), faces="center", recipe=sface.contract.align)[0]
+                                  .chip[None])[0] for x in (p.a, p.b))
+            assert abs(paired_distances(ea[None], eb[None], "cosine")[0] - d) < 1e-4
+        both = evaluate(pairs, [("ens", ens)], EvalOptions(metric="auto", workers=2), cache)
+        # The sface member's embeddings were cached by sface's own run (same detector and crop); the dlib
+        # member is new here: it reads YuNet's boxes.
+        assert both.models[0].embedded_now == len(pairs.images()) and both.detected_now == 0
+        for p, d in list(zip(pairs.pairs, both.models[0].distances))[:4]:
+            ea, eb = (facefit_represent(x, ens) for x in (p.a, p.b))
+            assert abs(paired_distances(ea[None], eb[None], "cosine")[0] - d) < 1e-4
+        again = evaluate(pairs, [("ens", ens)], EvalOptions(metric="auto", workers=2), cache)
+        assert again.models[0].embedded_now == 0
+        np.testing.assert_allclose(again.models[0].distances, both.models[0].distances, atol=1e-6)
+
+
+def facefit_represent(path: Path, model) -> np.ndarray:  # noqa: ANN001
+    from facefit import represent
+
+    return represent(path, model, faces="center")[0].embedding

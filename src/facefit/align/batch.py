@@ -39,16 +39,17 @@ def _init_worker(config: AlignConfig) -> None:
     _WORKER = FaceAligner(config)
 
 
-def _check_chip(path: Path, size: int) -> AlignResult:
-    """Take a file as an already aligned chip, checking only its size."""
+def _check_chip(path: Path, recipe: AlignRecipe) -> AlignResult:
+    """Take a file as an already aligned chip of ``recipe``, checking only its size."""
     from facefit.io.images import load_image
 
     try:
         image = load_image(path)
         h, w = image.shape[:2]
+        size = recipe.size
         if (h, w) != (size, size):
-            raise ImageError(path, f"expected an aligned {size}x{size} chip, got {w}x{h}; "
-                                   f"drop --aligned to detect and align faces")
+            raise ImageError(path, f"the model takes {size}x{size} chips ({recipe.label}), this is {w}x{h}: a chip "
+                                   f"cut for another model? Drop --aligned to detect and align faces")
         face = Face((0.0, 0.0, float(w), float(h)), np.full((5, 2), np.nan, np.float32), image, 1.0, "aligned-input")
         return AlignResult(path, [face], image_shape=(h, w))
     except ImageError as exc:
@@ -85,7 +86,7 @@ def align_files(paths: Sequence[Path], config: AlignConfig = AlignConfig(), *, w
     workers = default_workers() if workers is None else max(1, workers)
     if aligned_input:
         for p in paths:
-            yield _check_chip(p, config.recipe.size)
+            yield _check_chip(p, config.recipe)
         return
     yield from _map_aligned(_align_one, paths, config, workers, min_parallel=8)
 

@@ -45,7 +45,7 @@ def _timed(run_batch: Callable[[np.ndarray], None], chips: np.ndarray, batch: in
 
 
 def bench_facefit(model, chips: np.ndarray, batches: list[int], seconds: float,  # noqa: ANN001
-                  threads: list[int]) -> list[BenchRow]:
+                  threads: list[int], label: str = "facefit torch") -> list[BenchRow]:
     import torch
 
     rows = []
@@ -55,7 +55,7 @@ def bench_facefit(model, chips: np.ndarray, batches: list[int], seconds: float, 
             torch.set_num_threads(th)
             for b in batches:
                 n, t = _timed(lambda x, b=b: model.embed(x, batch_size=b), chips, b, seconds)
-                rows.append(BenchRow(f"facefit torch, {th} thread{'s' if th > 1 else ''}", b, n, t))
+                rows.append(BenchRow(f"{label}, {th} thread{'s' if th > 1 else ''}", b, n, t))
     finally:
         torch.set_num_threads(before)
     return rows

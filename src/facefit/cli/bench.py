@@ -29,9 +29,15 @@ def _bench_chips(data: Path | None, size: int, n: int = 64):  # noqa: ANN202
     if johns is not None and johns.is_dir():
         files = collect_images([johns]).files[:n]
         chips = [load_image(f) for f in files]
-        chips = [c for c in chips if c.shape[:2] == (size, size)]
+        chips = [c for c in chips if c.shape[:2] == (150, 150)]
         if chips:
-            return np.stack(chips), f"{len(chips)} real aligned chips from {johns}"
+            if size == 150:
+                return np.stack(chips), f"{len(chips)} real aligned chips from {johns}"
+            import cv2
+
+            # Speed does not depend on how the face is cut, only on the chip's size.
+            small = [cv2.resize(c, (size, size), interpolation=cv2.INTER_AREA) for c in chips]
+            return np.stack(small), f"{len(chips)} real chips from {johns}, resized to {size}x{size}"
     rng = np.random.default_rng(0)
     return rng.integers(0, 256, (n, size, size, 3), dtype=np.uint8), f"{n} random {size}x{size} chips (no data found)"
 
@@ -43,7 +49,9 @@ def bench_embed(
     threads: Annotated[list[int] | None, typer.Option("--threads", "-t", min=1,
                                                       help="torch CPU thread counts to time (default: 1 and all).")]
     = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = "dlib-resnet",
+    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to time "
+                                                                          "several (default: dlib-resnet and "
+                                                                          "sface).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Data folder with fixtures/johns.")] = None,
     no_dlib: Annotated[bool, typer.Option("--no-dlib", help="Skip dlib's descriptor (slow: ~20 img/s).")] = False,
     json_out: BenchJsonOpt = None,
@@ -58,19 +66,26 @@ def bench_embed(
     from rich.table import Table
 
     from facefit.bench.embed import bench_dlib, bench_facefit
+    from facefit.io.assets import RESNET_V1
     from facefit.io.files import check_writable, write_text_atomic
     from facefit.models import create_model
 
     if json_out is not None:
         check_writable(json_out, overwrite)
     threads = threads or sorted({1, torch.get_num_threads()})
-    net = create_model(model)
-    size = net.contract.input_size[0]
-    chips, what = _bench_chips(data, size)
-    info(f"benchmarking on {what}; torch {torch.__version__}, {os.cpu_count()} CPU(s), "
-         f"{platform.processor() or platform.machine()}; dlib's descriptor runs on one thread")
-    rows = bench_facefit(net, chips, batch, seconds, threads)
-    dlib_rows = [] if no_dlib or net.contract.architecture != "dlib-resnet" else bench_dlib(chips, batch, seconds)
+    rows, dlib_rows, ids = [], [], []
+    for name in model or ["dlib-resnet", "sface"]:
+        net = create_model(name)
+        size = net.contract.input_size[0]
+        chips, what = _bench_chips(data, size)
+        info(f"{name}: benchmarking on {what}; torch {torch.__version__}, {os.cpu_count()} CPU(s), "
+             f"{platform.processor() or platform.machine()}")
+        rows += bench_facefit(net, chips, batch, seconds, threads, label=name)
+        ids.append(net.contract.id)
+        if not no_dlib and not dlib_rows and net.contract.architecture == "dlib-resnet" and \
+                net.contract.weights_sha256 == RESNET_V1.sha256:
+            info("dlib's own compute_face_descriptor on the same chips runs on one thread")
+            dlib_rows = bench_dlib(chips, batch, seconds)
     threads_used = threads
     by_batch = {r.batch: r for r in dlib_rows}
     table = Table(title="embedding throughput", title_justify="left")
@@ -83,7 +98,7 @@ def bench_embed(
     out.print(table)
     if json_out is not None:
         doc = {"rows": [r.as_dict() for r in rows + dlib_rows], "threads": threads_used,
-               "torch": torch.__version__, "model": net.contract.id, "chips": what}
+               "torch": torch.__version__, "models": ids}
         write_text_atomic(json_out, json.dumps(doc, indent=2))
         err.print(f"wrote {json_out}", markup=False)
 

@@ -16,7 +16,8 @@ def _weights(text: str | None) -> list[float] | None:
     try:
         return [float(w) for w in text.split(",")]
     except ValueError:
-        raise typer.BadParameter(f"expected numbers separated by commas, e.g. 0.6,0.4; got {text!r}") from None
+        raise typer.BadParameter(f"expected numbers separated by commas, e.g. 0.6,0.4; got {text!r}",
+                                 param_hint="--weights") from None
 
 
 def ensemble(

@@ -68,6 +68,7 @@ def eval_command(
     import sys
 
     from facefit.data.pairs import read_pairs
+    from facefit.defaults import default_model
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
     from facefit.io.assets import cache_dir
@@ -83,7 +84,7 @@ def eval_command(
     pair_set = read_pairs(pairs, root, n_folds=folds)
     for note in pair_set.notes:
         info(note)
-    names = model or ["dlib-resnet"]
+    names = model or [default_model()]
     models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
     options = EvalOptions(metric=metric.value, flip=flip, subtract_mean=subtract_mean, n_folds=folds,
                           detector=detector.name_or_none, workers=workers)

@@ -86,6 +86,7 @@ def eval_1n_command(
     from facefit.cli.eval import _labels
     from facefit.cli.pairs import _report_scan
     from facefit.data.folders import IdentityFolders
+    from facefit.defaults import default_model
     from facefit.eval.open_set import ProtocolOptions, evaluate_open_set, make_protocol
     from facefit.eval.report_1n import write_report_1n
     from facefit.eval.run import EvalOptions
@@ -103,7 +104,7 @@ def eval_1n_command(
     for note in protocol.notes:
         info(f"note: {note}")
     c = protocol.counts()
-    names = model or ["dlib-resnet"]
+    names = model or [default_model()]
     models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
     info(f"{c['gallery_persons']} gallery persons ({c['enrolled_images']} enrolled images), {c['mated_probes']} "
          f"mated probes, {c['stranger_persons']} strangers ({c['nonmated_probes']} probes); "

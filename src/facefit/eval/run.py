@@ -15,7 +15,7 @@ from __future__ import annotations
 
 import time
 from collections.abc import Callable
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 from typing import Any
 
@@ -166,29 +166,66 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
     t0 = time.perf_counter()
     sha = hash_files(images, progress)
     seconds["hash"] = time.perf_counter() - t0
+    # Work items: each model, except that an ensemble is embedded through its members, cached under their own
+    # contracts (so evaluating an ensemble after its members re-uses what they embedded the same way).
+    units: list[tuple[str, FaceEmbedder, AlignConfig]] = []
+    parts: list[list[int]] = []
+    for label, m in models:
+        config = options.align_config(m)
+        members = _members(m) if not options.flip else None
+        parts.append([])
+        for j, unit in enumerate(members or [m]):
+            parts[-1].append(len(units))
+            units.append((f"{label}#{j}" if members else label, unit, config))
     groups: dict[str, list[int]] = {}
-    for k, (_, m) in enumerate(models):
-        groups.setdefault(det_key(options.align_config(m)), []).append(k)
-    embeddings: list[dict[Path, np.ndarray]] = [{} for _ in models]
-    embedded_now = [0] * len(models)
-    no_face: list[list[Path]] = [[] for _ in models]
-    fallback: dict[int, tuple[float, float, float, float]] = {}
+    for u, (_, _, config) in enumerate(units):
+        groups.setdefault(det_key(config), []).append(u)
+    got_emb: list[dict[Path, np.ndarray]] = [{} for _ in units]
+    got_now = [0] * len(units)
+    no_face_u: list[list[Path]] = [[] for _ in units]
+    fallback_u: dict[int, tuple[float, float, float, float]] = {}
     detected_now = 0
-    for key, ks in groups.items():
-        got = _embed_group(images, sha, [models[k] for k in ks], options, key, cache, progress, seconds)
+    for key, us in groups.items():
+        first = units[us[0]][2]
+        # One detection pass and one chip cut per face for the whole group, with every recipe any unit needs.
+        config = replace(first, extra_recipes=tuple(r for u in us for r in units[u][1].recipes))
+        got = _embed_group(images, sha, [(units[u][0], units[u][1]) for u in us], options, key, config, cache,
+                           progress, seconds)
         detected_now += got.detected_now
-        for j, k in enumerate(ks):
-            embeddings[k], embedded_now[k], no_face[k] = got.embeddings[j], got.embedded_now[j], got.no_face
-            fallback[k] = got.fallback_box
-    return EmbeddedImages(embeddings, sha, no_face[0], fallback[0], detected_now, embedded_now, seconds,
+        for j, u in enumerate(us):
+            got_emb[u], got_now[u], no_face_u[u] = got.embeddings[j], got.embedded_now[j], got.no_face
+            fallback_u[u] = got.fallback_box
+    embeddings = [_combine(m, [got_emb[u] for u in us]) if _members(m) and not options.flip else got_emb[us[0]]
+                  for (_, m), us in zip(models, parts)]
+    embedded_now = [max(got_now[u] for u in us) for us in parts]
+    no_face = [no_face_u[us[0]] for us in parts]
+    return EmbeddedImages(embeddings, sha, no_face[0], fallback_u[parts[0][0]], detected_now, embedded_now, seconds,
                           [options.detector_for(m) for _, m in models], no_face)
 
 
+def _members(model: FaceEmbedder) -> list[FaceEmbedder] | None:
+    """An ensemble's members (each embeds its own chips), or None for a single model."""
+    members = getattr(model, "members", None)
+    return list(members) if members else None
+
+
+def _combine(ensemble: FaceEmbedder, parts: list[dict[Path, np.ndarray]]) -> dict[Path, np.ndarray]:
+    """The ensemble's embedding of each image from its members' (as ``EnsembleEmbedder.embed_views`` makes it)."""
+    weights = ensemble.weights  # type: ignore[attr-defined]
+    out = {}
+    for p in parts[0]:
+        vecs = []
+        for w, part in zip(weights, parts):
+            e = part[p].astype(np.float64)
+            vecs.append(np.sqrt(w) * e / max(float(np.linalg.norm(e)), 1e-12))
+        out[p] = np.concatenate(vecs).astype(np.float32)
+    return out
+
+
 def _embed_group(images: list[Path], sha: dict[Path, str], models: list[tuple[str, FaceEmbedder]],
-                 options: EvalOptions, det_key: str, cache: EvalCache, progress: ProgressFactory,
-                 seconds: dict[str, float]) -> EmbeddedImages:
-    """``embed_images`` for models that share one detection setup (``det_key``)."""
-    config = options.align_config(models[0][1])
+                 options: EvalOptions, det_key: str, config: AlignConfig, cache: EvalCache,
+                 progress: ProgressFactory, seconds: dict[str, float]) -> EmbeddedImages:
+    """``embed_images`` for models that share one detection setup (``det_key``, found as ``config`` says)."""
     dets = cache.get_detections(list(sha.values()), det_key)
 
     def missing_for(provenance_of: Callable[[str], str | None]) -> list[list[Path]]:

@@ -212,6 +212,7 @@ class Gallery:
 
 def gallery_model(gallery: Gallery, model: str | None) -> FaceEmbedder:
     """The model to embed with: the one asked for, else the one the gallery's embeddings were made with."""
+    from facefit.defaults import default_model
     from facefit.errors import FacefitError, UsageError
     from facefit.models import create_model
 
@@ -219,7 +220,7 @@ def gallery_model(gallery: Gallery, model: str | None) -> FaceEmbedder:
         return create_model(model)
     contract = gallery.contract
     if contract is None:
-        return create_model("dlib-resnet")
+        return create_model(default_model())
     for ref in (gallery.store.model_ref(), contract.name):
         if not ref:
             continue

@@ -9,9 +9,9 @@ from facefit.models.artifact import save_model
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
 from facefit.models.factory import create_model
-from facefit.models.registry import get_spec, list_models, register_model
+from facefit.models.registry import DEFAULT_MODEL, get_spec, list_models, register_model
 
 __all__ = [
-    "EmbeddingContract", "FaceEmbedder", "create_model", "get_spec", "list_models",
+    "DEFAULT_MODEL", "EmbeddingContract", "FaceEmbedder", "create_model", "get_spec", "list_models",
     "register_model", "save_model",
 ]

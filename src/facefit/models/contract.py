@@ -123,3 +123,18 @@ class EmbeddingContract:
         if own is not None:
             return float(own), f"the model's own {metric} threshold"
         return None, f"none: the model has no {metric} threshold of its own"
+
+
+def verification_threshold(contract: EmbeddingContract, given: float | None = None,
+                           metric: str | None = None) -> tuple[float | None, str]:
+    """The 1:1 threshold to use, and where it comes from: the one given, else the model's own.
+
+    (1:N search has a stricter one: ``EmbeddingContract.identification_threshold``.)
+    """
+    if given is not None:
+        return float(given), "given"
+    metric = metric or contract.distance
+    own = contract.thresholds.get(metric)
+    if own is not None:
+        return float(own), f"the model's own {metric} threshold"
+    return None, f"none: the model has no {metric} threshold of its own"

@@ -6,6 +6,7 @@ import difflib
 from collections.abc import Callable
 from dataclasses import dataclass
 
+from facefit.defaults import DEFAULT_MODEL  # noqa: F401 - re-exported
 from facefit.errors import ModelNotFoundError
 from facefit.io.assets import AssetFile
 from facefit.models.base import FaceEmbedder

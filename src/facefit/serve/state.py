@@ -65,11 +65,12 @@ class ServeState:
 
 def load_state(settings: ServeSettings) -> ServeState:
     """Open the gallery (unless ``no_gallery``) and load the model it needs, or the one asked for."""
+    from facefit.defaults import default_model
     from facefit.gallery.gallery import gallery_model
     from facefit.models import create_model
 
     if settings.no_gallery:
-        return ServeState(settings, create_model(settings.model or "dlib-resnet"), None)
+        return ServeState(settings, create_model(settings.model or default_model()), None)
     worker = GalleryWorker(settings.gallery)
     try:
         model = worker.call(lambda g: gallery_model(g, settings.model))

@@ -140,16 +140,16 @@ def build_ensemble(names: list[str], out_dir: Path, *, weights: list[float] | No
 
     if len(names) < 2:
         raise UsageError("an ensemble needs at least two members")
+    if weights is not None:
+        try:
+            weights = list(normalise_weights(weights, len(names)))
+        except ValueError as exc:
+            raise UsageError(f"ensemble weights: {exc}") from None
     sources = [member_source(n) for n in names]
     members = [create_model(n) for n in names]
     ids = [m.contract.id for m in members]
     if len(set(ids)) < len(ids):
         raise UsageError("the same model is given twice; an ensemble of a model with itself adds nothing")
-    if weights is not None:
-        try:
-            weights = list(normalise_weights(weights, len(members)))
-        except ValueError as exc:
-            raise UsageError(f"--weights: {exc}") from None
     persons, where, notes = calibration_persons(sources, calibrate)
     labels = [m.contract.name or n for m, n in zip(members, names)]
     metrics: dict[str, dict[str, Any]] = {}
