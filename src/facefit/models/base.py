@@ -30,6 +30,18 @@ def bake_parametrizations(module: nn.Module) -> int:
     return count
 
 
+def he_init_(module: nn.Module) -> None:
+    """arcface_torch's random initialisation: He-normal (fan-out) convs and linears, unit-scale zero-shift BNs."""
+    for m in module.modules():
+        if isinstance(m, (nn.Conv2d, nn.Linear)):
+            nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
+            if m.bias is not None:
+                nn.init.zeros_(m.bias)
+        elif isinstance(m, nn.BatchNorm2d):
+            nn.init.ones_(m.weight)
+            nn.init.zeros_(m.bias)
+
+
 class FaceEmbedder(nn.Module):
     """An ``nn.Module`` mapping aligned face chips to embeddings.
 

@@ -18,7 +18,7 @@ from collections.abc import Mapping
 import torch
 from torch import nn
 
-from facefit.models.base import FaceEmbedder
+from facefit.models.base import FaceEmbedder, he_init_
 from facefit.models.contract import EmbeddingContract
 from facefit.models.iresnet import ARCFACE_CHIP_112, match_checkpoint
 from facefit.models.registry import register_model
@@ -119,14 +119,7 @@ class MobileFaceNet(FaceEmbedder):
 
     def reset_parameters(self) -> None:
         """arcface_torch's initialisation: He-normal (fan-out) convs and linears, unit-scale zero-shift BNs."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         if x.shape[-2:] != (112, 112):

@@ -33,7 +33,7 @@ from torch import nn
 
 from facefit.align.recipe import ARCFACE_YUNET_112
 from facefit.io.assets import SFACE_ONNX
-from facefit.models.base import FaceEmbedder
+from facefit.models.base import FaceEmbedder, he_init_
 from facefit.models.contract import EmbeddingContract
 from facefit.models.registry import PretrainedCfg, register_model
 
@@ -130,14 +130,7 @@ class SFace(FaceEmbedder):
 
     def reset_parameters(self) -> None:
         """Random initialisation: He-normal (fan-out) convs and linear, unit-scale zero-shift BNs."""
-        for m in self.modules():
-            if isinstance(m, (nn.Conv2d, nn.Linear)):
-                nn.init.kaiming_normal_(m.weight, mode="fan_out", nonlinearity="relu")
-                if m.bias is not None:
-                    nn.init.zeros_(m.bias)
-            elif isinstance(m, nn.BatchNorm2d):
-                nn.init.ones_(m.weight)
-                nn.init.zeros_(m.bias)
+        he_init_(self)
 
     def blocks(self) -> Iterator[ConvBlock]:
         """The 27 conv blocks, input side first."""
