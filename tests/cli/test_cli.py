@@ -17,10 +17,11 @@ import pytest
 from facefit.io.embeddings import load_embeddings
 
 
-def run(*args: str, env: dict | None = None, cwd: Path | None = None) -> subprocess.CompletedProcess:
+def run(*args: str, env: dict | None = None, cwd: Path | None = None, timeout: float = 300
+        ) -> subprocess.CompletedProcess:
     full_env = {**os.environ, "FACEFIT_PROGRESS": "0", **(env or {})}
     return subprocess.run([sys.executable, "-m", "facefit.cli.app", *map(str, args)], capture_output=True,
-                          text=True, env=full_env, cwd=cwd, timeout=300)
+                          text=True, env=full_env, cwd=cwd, timeout=timeout)
 
 
 def one_line_error(proc: subprocess.CompletedProcess) -> str:
@@ -250,7 +251,8 @@ def test_demo_fine_tunes_and_compares(data_root: Path, tmp_path: Path) -> None:
     keep = [",".join(r) for fold in "01234" for same in "10"
             for r in [r for r in rows if r[3] == fold and r[2] == same][:12]]  # 5 folds x (12 same + 12 different)
     (mini / "kfamily" / "val_pairs.csv").write_text("\n".join([lines[0], *keep]) + "\n")
-    proc = run("demo", "--data", mini, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0.3")
+    # Two short trainings, an ensemble, five models on the validation pairs and 1:N on all 125 persons, cold.
+    proc = run("demo", "--data", mini, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0.3", timeout=1800)
     assert proc.returncode == 0, proc.stderr
     assert "8. pre-trained vs fine-tuned vs ensemble" in proc.stdout
     row = re.search(r"korean-val\s+accuracy" + r"\s+(\d\.\d+)" * 5, proc.stdout)
