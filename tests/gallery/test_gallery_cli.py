@@ -36,8 +36,9 @@ def test_enrol_identify_json_and_forget(env: dict, lfw_people, tmp_path: Path) -
     assert by_image["Colin_Powell"]["name"] == "Colin Powell"
     assert by_image["Tony_Blair"]["name"] is None  # a stranger stays unknown
     for r in rows:
-        assert set(r) >= {"image", "box", "name", "score", "matches"} and len(r["box"]) == 4
-        assert [m["score"] for m in r["matches"]] == sorted(m["score"] for m in r["matches"])
+        assert set(r) >= {"image", "box", "name", "distance", "score", "matches"} and len(r["box"]) == 4
+        assert r["score"] == r["distance"]  # the old key, kept for one release
+        assert [m["distance"] for m in r["matches"]] == sorted(m["distance"] for m in r["matches"])
     # A stricter threshold turns the known faces into unknowns too.
     strict = run("identify", "--json", "--threshold", "0.05", bush[5], env=env)
     assert json.loads(strict.stdout)["name"] is None

@@ -36,8 +36,8 @@ def identify(
     Distances are the model's own (dlib-resnet: Euclidean; lower = more alike).
     A face whose best match is farther than the threshold is "unknown": that
     is what keeps strangers from being matched to someone. With --json each
-    face is one line: {"image", "face", "box", "name", "score", "metric",
-    "matches": [{"name", "score"}, ...]}, where score is the distance and name
+    face is one line: {"image", "face", "box", "name", "distance", "metric",
+    "matches": [{"name", "distance"}, ...]}, where name
     is null when unknown.
     """
     import json
@@ -61,8 +61,12 @@ def identify(
     if json_out:
         for path, k, box, a in zip(result.paths, result.face_index, result.boxes, answers):
             print(json.dumps({"image": path, "face": k, "box": [round(v, 1) for v in box], "name": a.name,
+                              # "score" is the old name of "distance" (as the REST API calls it); kept for
+                              # one release.
+                              "distance": None if a.distance is None else round(a.distance, 4),
                               "score": None if a.distance is None else round(a.distance, 4), "metric": metric,
-                              "matches": [{"name": m.name, "score": round(m.distance, 4)} for m in a.matches]}),
+                              "matches": [{"name": m.name, "distance": round(m.distance, 4),
+                                           "score": round(m.distance, 4)} for m in a.matches]}),
                   flush=True)
     else:
         table = Table(title=f"threshold {limit:.4f} ({source}); {metric} distance, lower = more alike",
