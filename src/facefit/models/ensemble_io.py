@@ -102,7 +102,7 @@ def load_ensemble(path: Path, contract: EmbeddingContract, metadata: dict[str, A
                                        f"{want.get('id')}; the member was altered or replaced")
         members.append(member)
     model = EnsembleEmbedder(members, [float(w) for w in weights], contract)
-    if model.contract.id != contract.id or EnsembleEmbedder(members, weights).contract.id != contract.id:
+    if EnsembleEmbedder(members, weights).contract.id != contract.id:  # the id follows members and weights
         raise WeightsNotFoundError(f"{path / META_FILE}: the ensemble's contract does not match its members and "
                                    f"weights; the description was edited")
     return model
