@@ -99,6 +99,11 @@ def block_names() -> list[str]:
 class SFace(FaceEmbedder):
     """OpenCV Zoo's SFace: 112x112 RGB template chips -> 128 raw numbers (compare with cosine)."""
 
+    # Its 112x112 and 56x56 maps outgrow the CPU caches in large batches: embedding 256 chips with
+    # batch_size=64 on 2 EPYC cores ran at 55-58 img/s uncapped and 92-109 capped at 8 (3 rounds each,
+    # one process, 2026-12-04).
+    max_inference_batch = 8
+
     # The original file's input is RGB 0-255 (OpenCV's FaceRecognizerSF swaps its BGR chips to RGB before the
     # graph), so an export that takes RGB is a drop-in replacement for it, FaceRecognizerSF included.
     onnx_input_order = "RGB"
