@@ -17,9 +17,6 @@ if TYPE_CHECKING:
     from facefit.gallery.search import Identification
     from facefit.models.base import FaceEmbedder
 
-Image = "np.ndarray | str | os.PathLike | bytes"
-
-
 @dataclass
 class FaceEmbedding:
     """One face of a photo: where it is and its embedding under ``contract_id``."""

@@ -195,7 +195,7 @@ def embed_images(images: list[Path], models: list[tuple[str, FaceEmbedder]], opt
         for j, u in enumerate(us):
             got_emb[u], got_now[u], no_face_u[u] = got.embeddings[j], got.embedded_now[j], got.no_face
             fallback_u[u] = got.fallback_box
-    embeddings = [_combine(m, [got_emb[u] for u in us]) if _members(m) and not options.flip else got_emb[us[0]]
+    embeddings = [_combine(m, [got_emb[u] for u in us]) if len(us) > 1 else got_emb[us[0]]
                   for (_, m), us in zip(models, parts)]
     embedded_now = [max(got_now[u] for u in us) for us in parts]
     no_face = [no_face_u[us[0]] for us in parts]
@@ -210,16 +210,12 @@ def _members(model: FaceEmbedder) -> list[FaceEmbedder] | None:
 
 
 def _combine(ensemble: FaceEmbedder, parts: list[dict[Path, np.ndarray]]) -> dict[Path, np.ndarray]:
-    """The ensemble's embedding of each image from its members' (as ``EnsembleEmbedder.embed_views`` makes it)."""
-    weights = ensemble.weights  # type: ignore[attr-defined]
-    out = {}
-    for p in parts[0]:
-        vecs = []
-        for w, part in zip(weights, parts):
-            e = part[p].astype(np.float64)
-            vecs.append(np.sqrt(w) * e / max(float(np.linalg.norm(e)), 1e-12))
-        out[p] = np.concatenate(vecs).astype(np.float32)
-    return out
+    """The ensemble's embedding of each image from its members' (``facefit.models.ensemble.combine``)."""
+    from facefit.models.ensemble import combine
+
+    images = list(parts[0])
+    rows = combine([np.stack([part[p] for p in images]) for part in parts], ensemble.weights)  # type: ignore[attr-defined]
+    return dict(zip(images, rows))
 
 
 def _embed_group(images: list[Path], sha: dict[Path, str], models: list[tuple[str, FaceEmbedder]],

@@ -97,14 +97,20 @@ class EnsembleEmbedder(FaceEmbedder):
 
     def embed_views(self, views: Mapping[AlignRecipe, np.ndarray], batch_size: int = 64,
                     on_batch: Callable[[int], None] | None = None) -> np.ndarray:
-        parts = []
-        for member, w in zip(self.members, self.weights):
-            e = member.embed(views[member.contract.align], batch_size=batch_size).astype(np.float64)
-            e /= np.maximum(np.linalg.norm(e, axis=1, keepdims=True), 1e-12)
-            parts.append(math.sqrt(w) * e)
-        if on_batch is not None and parts:
+        parts = [m.embed(views[m.contract.align], batch_size=batch_size) for m in self.members]
+        if on_batch is not None:
             on_batch(len(parts[0]))
-        return np.concatenate(parts, axis=1).astype(np.float32)
+        return combine(parts, self.weights)
+
+
+def combine(parts: Sequence[np.ndarray], weights: Sequence[float]) -> np.ndarray:
+    """The ensemble embedding from its members' embeddings of the same faces (rows): each L2-normalised,
+    scaled by ``sqrt(weight)``, concatenated."""
+    out = []
+    for e, w in zip(parts, weights):
+        e = np.asarray(e, np.float64)
+        out.append(math.sqrt(w) * e / np.maximum(np.linalg.norm(e, axis=-1, keepdims=True), 1e-12))
+    return np.concatenate(out, axis=-1).astype(np.float32)
 
 
 def fit_weights(scores: Sequence[np.ndarray], same: np.ndarray) -> tuple[float, ...]:
