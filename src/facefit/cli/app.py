@@ -69,6 +69,10 @@ def main(argv: list[str] | None = None) -> None:
         sys.exit(130)
     except BrokenPipeError:
         sys.exit(0)
+    except OSError as exc:  # the system refused something facefit did not foresee: still one line, no traceback
+        where = f"{exc.filename}: " if exc.filename else ""
+        print(f"facefit: error: {where}{exc.strerror or exc}", file=sys.stderr)
+        sys.exit(1)
     except Exception as exc:
         name = type(exc).__name__
         if name == "NoArgsIsHelpError":

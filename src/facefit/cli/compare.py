@@ -54,6 +54,8 @@ def compare(
                                      param_hint="--plot")
         check_writable(plot, overwrite)
     found = collect_images(images)
+    for note in found.notes():
+        err.print(note, markup=False)
     if not found.files:
         raise typer.BadParameter("no image files found", param_hint="IMAGES")
     net = create_model(model)

@@ -47,16 +47,15 @@ def embed(
     failures_path = out.with_name(out.name + ".failures.tsv")
     check_writable(failures_path, overwrite)
     found = collect_images(inputs)
-    if found.skipped:
-        info(f"skipping {len(found.skipped)} non-image file(s) in the input folders, e.g. {found.skipped[0]}")
+    for note in found.notes():
+        info(note)
     if not found.files:
         raise typer.BadParameter("no image files found in the inputs", param_hint="INPUTS")
     net = create_model(model)
     with progress_bar("embedding", total=len(found.files)) as bar:
         result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned,
                              workers=workers, batch_size=batch_size, on_image=bar.advance)
-    written_list = failures_path if result.failures and len(result) else None
-    report_failures(result.failures, written_list, result.n_images, "images")
+    report_failures(result.failures, None, result.n_images, "images")  # before writing: a late failure loses none
     if not len(result):
         err.print("facefit: error: no face was embedded; nothing written", markup=False)
         raise typer.Exit(1)
@@ -71,6 +70,7 @@ def embed(
                     extra=extra)
     if result.failures:
         write_failures(failures_path, result.failures)
+        info(f"the failed images are listed in {failures_path}")
     elif failures_path.exists():
         failures_path.unlink()  # a stale list from an earlier run (we were allowed to overwrite) would mislead
     n_ok = result.n_images - len(result.failures)

@@ -113,6 +113,8 @@ def add(
 
     choice = parse_face_choice(face)
     found = collect_images(images)
+    if link := found.link_note():
+        info(link)
     if not found.files:
         raise typer.BadParameter("no image files found", param_hint="IMAGES")
     with open_gallery(gallery, create=True) as g:

@@ -38,7 +38,7 @@ CROP_LIMIT = 8 << 20  # loose crops are JPEGs of at most 320 px a side; anything
 
 def export_gallery(gallery: Gallery, path: str | os.PathLike) -> int:
     """Write every person, face, embedding and crop to a zip; returns the number of faces."""
-    from facefit.io.files import atomic_path
+    from facefit.io.files import atomic_path, writing
 
     contract = gallery.store.contract_json()
     if contract is None:
@@ -48,7 +48,7 @@ def export_gallery(gallery: Gallery, path: str | os.PathLike) -> int:
     row = {int(i): k for k, i in enumerate(ids)}
     crops = {c.face_id: c for c in gallery.store.crops()}
     lines = []
-    with atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
+    with writing(path), atomic_path(path, suffix=".zip") as tmp, zipfile.ZipFile(tmp, "w", zipfile.ZIP_DEFLATED) as z:
         order = []
         for n, r in enumerate(records):
             crop = crops.get(r.id)

@@ -25,11 +25,53 @@ IMAGE_SUFFIXES = frozenset(
 
 
 def max_pixels() -> int:
+    """The pixel cap: ``FACEFIT_MAX_PIXELS`` when set (a whole number above 0), else 100 MP."""
     value = os.environ.get(ENV_MAX_PIXELS)
     try:
-        return int(value) if value else DEFAULT_MAX_PIXELS
+        limit = int(value) if value else DEFAULT_MAX_PIXELS
     except ValueError:
-        raise ImageError(None, f"{ENV_MAX_PIXELS}={value!r} is not a whole number") from None
+        limit = 0
+    if limit < 1:
+        raise ImageError(None, f"{ENV_MAX_PIXELS}={value!r} is not a whole number above 0")
+    return limit
+
+
+def _lift_pillow_cap(limit: int) -> None:
+    """Make Pillow's own bomb check (about 89.5 MP by default) no stricter than ``limit``.
+
+    Pillow's cap is a process-wide setting; it is only ever raised here, to facefit's cap,
+    which load_image checks itself before any pixel is decoded.
+    """
+    from PIL import Image
+
+    if Image.MAX_IMAGE_PIXELS is not None and Image.MAX_IMAGE_PIXELS < limit:
+        Image.MAX_IMAGE_PIXELS = limit
+
+
+def _too_large(w: int, h: int, limit: int) -> str:
+    return (f"image too large: {w}x{h} = {w * h / 1e6:.1f} MP exceeds the {limit / 1e6:g} MP limit "
+            f"(set {ENV_MAX_PIXELS} to raise it)")
+
+
+# Pillow's words for a compressed PNG chunk (iCCP profile, zTXt/iTXt text) that expands too far.
+_CHUNK_BOMB = ("Decompressed data too large", "Too much memory used in text chunks")
+CHUNK_BOMB_REASON = ("refused: a compressed metadata chunk (iCCP colour profile or zTXt/iTXt text) expands "
+                     "far beyond any real one: a decompression bomb")
+
+
+def _link_problem(path: Path) -> str | None:
+    """Why a symbolic link cannot be read (a loop, or a target that does not exist), or None."""
+    if not path.is_symlink():
+        return None
+    try:
+        path.stat()
+    except OSError as exc:
+        import errno
+
+        if exc.errno == errno.ELOOP:
+            return "a symbolic link that loops back on itself"
+        return f"a broken symbolic link (its target {os.readlink(path)} does not exist)"
+    return None
 
 
 def _to_uint8_rgb(im) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, imported lazily
@@ -86,6 +128,8 @@ def load_image(source: str | os.PathLike | bytes | ImageBytes, *, limit_pixels: 
         raise ImageError(name, "empty file (0 bytes)")
     if not isinstance(source, bytes):
         path = Path(source)
+        if (link := _link_problem(path)) is not None:
+            raise ImageError(name, link)
         if not path.exists():
             raise ImageError(name, "no such file")
         if path.is_dir():
@@ -96,28 +140,34 @@ def load_image(source: str | os.PathLike | bytes | ImageBytes, *, limit_pixels: 
         except OSError as exc:
             raise ImageError(name, f"cannot read: {exc.strerror or exc}") from None
     fp = io.BytesIO(source) if isinstance(source, bytes) else source
+    _lift_pillow_cap(limit)
     try:
         with warnings.catch_warnings():
-            warnings.simplefilter("error", Image.DecompressionBombWarning)
+            # Our own cap is checked below; Pillow's hard error stays as the backstop for frames that grow.
+            warnings.simplefilter("ignore", Image.DecompressionBombWarning)
             with Image.open(fp) as im:
                 w, h = im.size
                 if w <= 0 or h <= 0:
                     raise ImageError(name, f"invalid image size {w}x{h}")
                 if w * h > limit:
-                    raise ImageError(name, f"image too large: {w}x{h} = {w * h / 1e6:.0f} MP exceeds the "
-                                           f"{limit / 1e6:.0f} MP limit (set {ENV_MAX_PIXELS} to raise it)")
+                    raise ImageError(name, _too_large(w, h, limit))
                 im.seek(0)
                 im.load()
+                if im.size[0] * im.size[1] > limit:  # a GIF frame may be larger than the screen it declared
+                    raise ImageError(name, _too_large(*im.size, limit))
                 im = ImageOps.exif_transpose(im) or im
                 return _to_uint8_rgb(im)
     except ImageError:
         raise
     except UnidentifiedImageError:
         raise ImageError(name, "not an image file (unknown or unsupported format)") from None
-    except (Image.DecompressionBombError, Image.DecompressionBombWarning) as exc:
-        raise ImageError(name, f"image too large: {exc}") from None
+    except Image.DecompressionBombError:
+        raise ImageError(name, f"image too large: more than the {limit / 1e6:g} MP limit "
+                               f"(set {ENV_MAX_PIXELS} to raise it)") from None
     except (OSError, SyntaxError, ValueError, EOFError, MemoryError) as exc:
         reason = str(exc) or type(exc).__name__
+        if any(words in reason for words in _CHUNK_BOMB):
+            raise ImageError(name, CHUNK_BOMB_REASON) from None
         if "truncated" in reason:
             reason = "truncated or damaged image data"
         raise ImageError(name, f"cannot decode image: {reason}") from None
