@@ -112,8 +112,11 @@ class ImageBytes:
 
 
 def load_image(source: str | os.PathLike | bytes | ImageBytes, *, limit_pixels: int | None = None,
-               name: str | None = None) -> np.ndarray:
+               name: str | None = None, max_side: int | None = None) -> np.ndarray:
     """Read an image file (or its bytes) as an RGB uint8 array (H, W, 3), upright.
+
+    ``max_side``: a larger image comes back scaled down to fit it, decoded at a reduced scale where the
+    format allows (JPEG), so a huge photo never costs its full size in memory.
 
     Raises ImageError naming the file (or ``name``, for bytes) and the reason for anything unreadable.
     """
@@ -152,6 +155,8 @@ def load_image(source: str | os.PathLike | bytes | ImageBytes, *, limit_pixels: 
                 if w * h > limit:
                     raise ImageError(name, _too_large(w, h, limit))
                 im.seek(0)
+                if max_side is not None and max(w, h) > max_side:
+                    im.thumbnail((max_side, max_side))  # before load: JPEG decodes at 1/2..1/8 scale
                 im.load()
                 if im.size[0] * im.size[1] > limit:  # a GIF frame may be larger than the screen it declared
                     raise ImageError(name, _too_large(*im.size, limit))
