@@ -140,13 +140,18 @@ def add_folder(
     """Enrol every person of an identity-folder tree (the folder name is the person's name).
 
     Each person is stored in one transaction: an interrupted run keeps whole
-    persons, and running it again adds only what is missing.
+    persons, and running it again adds only what is missing. Links to folders
+    (out of the tree, back into it, or inside a person's folder) are not
+    followed, and listed.
     """
     from facefit.data.folders import IdentityFolders
     from facefit.gallery.enrol import parse_face_choice
 
     choice = parse_face_choice(face)
-    n_images = IdentityFolders.scan(root).n_images
+    scan = IdentityFolders.scan(root, outside_links=False)
+    if link := scan.link_note():
+        info(link)
+    n_images = scan.n_images
     with open_gallery(gallery, create=True) as g:
         net = gallery_model(g, model)
         with progress_bar("enrolling", total=n_images) as bar:

@@ -62,6 +62,8 @@ def _report_scan(data: IdentityFolders, metadata: Path | None) -> None:
         warn(f"{len(data.empty)} person folder(s) contain no image, e.g. {data.empty[0]}")
     if note := data.bad_name_note():
         warn(note)
+    if note := data.link_note():
+        warn(note)
     if metadata is not None and data.unmatched_metadata:
         warn(f"{data.unmatched_metadata} metadata row(s) in {metadata} match no image")
     if metadata is not None and not data.metadata:

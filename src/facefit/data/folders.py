@@ -3,6 +3,9 @@
 Every file found is accounted for: images belong to the person whose folder
 holds them, and anything else is listed in ``skipped`` for the caller to
 report. An optional metadata CSV adds per-image attributes (for subgroups).
+Links to folders that point back into the tree (or above it) are never
+followed: they would make a person of other people's photos. Links inside a
+person's folder are not followed either; both are listed in ``links``.
 """
 
 from __future__ import annotations
@@ -38,6 +41,14 @@ class IdentityFolders:
     unmatched_metadata: int = 0  # metadata rows naming no image of the data set
     empty: list[Path] = field(default_factory=list)  # person folders without any image
     bad_names: list[Path] = field(default_factory=list)  # folders and images whose names are not UTF-8: left out
+    links: list[Path] = field(default_factory=list)  # links to folders that were not followed
+
+    def link_note(self) -> str | None:
+        """One line on the links to folders that were not followed, or None."""
+        if not self.links:
+            return None
+        return (f"{self.root}: did not follow {len(self.links)} link(s) to folders (a link back into the tree, out "
+                f"of it for enrolment, or inside a person's folder), e.g. {shown(self.links[0])}")
 
     def bad_name_note(self) -> str | None:
         """One line on what was left out for its name, or None."""
@@ -47,8 +58,12 @@ class IdentityFolders:
                 f"(rename them), e.g. {shown(self.bad_names[0])}")
 
     @classmethod
-    def scan(cls, root: str | os.PathLike, *, metadata: str | os.PathLike | None = None) -> IdentityFolders:
-        """Find the persons under ``root`` and, if given, attach the metadata CSV."""
+    def scan(cls, root: str | os.PathLike, *, metadata: str | os.PathLike | None = None,
+             outside_links: bool = True) -> IdentityFolders:
+        """Find the persons under ``root`` and, if given, attach the metadata CSV.
+
+        Person folders that are links out of the tree are followed only if ``outside_links``.
+        """
         root = Path(root)
         if not root.is_dir():
             if root.is_file() and root.suffix in (".rec", ".bin"):
@@ -59,6 +74,7 @@ class IdentityFolders:
         if bad_name(root):
             raise FacefitError(f"{shown(root)}: the folder's name is not valid UTF-8; rename it")
         folders, loose, skipped = _top_level(root)
+        folders, links = _drop_links(root, folders, outside_links)
         folders, bad = _by_name(folders, lambda f: f.name)
         if not folders:
             if loose:
@@ -69,8 +85,9 @@ class IdentityFolders:
         skipped.extend(loose)
         persons, empty = [], []
         for folder in folders:
-            images, other = _walk_person(folder)
+            images, other, inner_links = _walk_person(folder)
             skipped.extend(other)
+            links.extend(inner_links)
             images, odd = _by_name(images, lambda p: p)
             bad.extend(odd)
             if images:
@@ -79,7 +96,7 @@ class IdentityFolders:
                 empty.append(folder)
         if not persons:
             raise FacefitError(f"{root}: none of its {len(folders)} person folder(s) contains an image")
-        data = cls(root, persons, skipped, empty=empty, bad_names=bad)
+        data = cls(root, persons, skipped, empty=empty, bad_names=bad, links=links)
         if metadata is not None:
             data.metadata, data.unmatched_metadata = _read_metadata(Path(metadata), data)
         return data
@@ -138,17 +155,38 @@ def _top_level(root: Path) -> tuple[list[Path], list[Path], list[Path]]:
     return folders, loose, other
 
 
-def _walk_person(folder: Path) -> tuple[list[Path], list[Path]]:
-    """Images (recursively, sorted) and non-image files of one person's folder."""
-    images, other = [], []
+def _leads_into(target: Path, tree: Path) -> bool:
+    """Whether a link to ``target`` leads into ``tree``, to it, or to a folder holding it (a loop)."""
+    return target == tree or tree in target.parents or target in tree.parents
+
+
+def _drop_links(root: Path, folders: list[Path], outside: bool) -> tuple[list[Path], list[Path]]:
+    """(person folders to scan, links to folders not followed): never back into the tree; out of it if ``outside``."""
+    tree = root.resolve()
+    kept, dropped = [], []
+    for folder in folders:
+        if folder.is_symlink():
+            target = folder.resolve()
+            if _leads_into(target, tree) or not outside:
+                dropped.append(folder)
+                continue
+        kept.append(folder)
+    return kept, dropped
+
+
+def _walk_person(folder: Path) -> tuple[list[Path], list[Path], list[Path]]:
+    """Images (recursively, sorted), non-image files and links to folders (not followed) of one person's folder."""
+    images, other, links = [], [], []
     for here, dirs, names in os.walk(folder):
-        dirs[:] = sorted(d for d in dirs if not d.startswith("."))
+        visible = sorted(d for d in dirs if not d.startswith("."))
+        links.extend(Path(here) / d for d in visible if os.path.islink(os.path.join(here, d)))
+        dirs[:] = [d for d in visible if not os.path.islink(os.path.join(here, d))]
         for name in sorted(names):
             if name.startswith("."):
                 continue
             path = Path(here) / name
             (images if is_image_name(path) else other).append(path)
-    return sorted(images), other
+    return sorted(images), other, links
 
 
 def _read_metadata(path: Path, data: IdentityFolders) -> tuple[dict[str, dict[str, str]], int]:

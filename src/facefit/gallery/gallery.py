@@ -122,7 +122,7 @@ class Gallery:
         from facefit.data.folders import IdentityFolders
         from facefit.io.files import BAD_NAME, shown
 
-        data = IdentityFolders.scan(root)
+        data = IdentityFolders.scan(root, outside_links=False)  # links out of, or into, the tree: not followed
         self.check_model(model)
         report = EnrolReport(skipped=[str(p) for p in data.skipped],
                              failures=[(shown(p), BAD_NAME) for p in data.bad_names])
