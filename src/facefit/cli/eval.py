@@ -18,6 +18,7 @@ from facefit.cli.common import (
     info,
     out,
     progress_bar,
+    warn,
 )
 
 
@@ -84,6 +85,8 @@ def eval_command(
     pair_set = read_pairs(pairs, root, n_folds=folds)
     for note in pair_set.notes:
         info(note)
+    for line in pair_set.warnings:
+        warn(line)
     names = model or [default_model()]
     models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
     options = EvalOptions(metric=metric.value, flip=flip, subtract_mean=subtract_mean, n_folds=folds,

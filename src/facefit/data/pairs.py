@@ -10,7 +10,8 @@ are assigned to folds by a stable hash of path_a's folder (its person, in
 identity-folder data sets), so one person's pairs stay in one fold.
 
 Every problem is reported with its line number, and a pair whose image is
-missing is an error: pairs are never silently dropped.
+missing is an error: pairs are never silently dropped. Repeated pairs and
+self-pairs are kept (evaluated as given) but counted in ``warnings``.
 """
 
 from __future__ import annotations
@@ -18,6 +19,7 @@ from __future__ import annotations
 import csv
 import hashlib
 import io
+import os
 from collections.abc import Sequence
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -51,6 +53,7 @@ class PairSet:
     format: str  # "lfw" or "csv"
     root: Path
     notes: list[str] = field(default_factory=list)
+    warnings: list[str] = field(default_factory=list)  # things that bias the results: to be shown as warnings
 
     def __len__(self) -> int:
         return len(self.pairs)
@@ -175,6 +178,43 @@ def _read_csv(text: str, source: Path, root: Path, n_folds: int) -> PairSet:
     return PairSet(pairs, source, "csv", root, notes)
 
 
+def _image_key(path: Path) -> str:
+    return os.path.normpath(path)
+
+
+def repeated_pairs(pairs: Sequence[Pair]) -> tuple[list[tuple[Pair, Pair]], list[Pair]]:
+    """(each pair repeating an earlier one, in either order, with that earlier one; pairs of an image with itself)."""
+    first: dict[frozenset[str], Pair] = {}
+    repeats, selves = [], []
+    for pair in pairs:
+        a, b = _image_key(pair.a), _image_key(pair.b)
+        if a == b:
+            selves.append(pair)
+        key = frozenset((a, b))
+        if key in first:
+            repeats.append((pair, first[key]))
+        else:
+            first[key] = pair
+    return repeats, selves
+
+
+def repeat_warnings(pairs: PairSet) -> list[str]:
+    """One line each on repeated pairs and self-pairs, with how many and where; empty when there are none."""
+    repeats, selves = repeated_pairs(pairs.pairs)
+    lines = []
+    if repeats:
+        pair, earlier = repeats[0]
+        clashes = sum(p.same != q.same for p, q in repeats)
+        clash = f"; {clashes} of them with the opposite same/different label" if clashes else ""
+        lines.append(f"{pairs.source}: {len(repeats)} of {len(pairs)} pairs repeat an earlier pair (the same two "
+                     f"images, in either order), e.g. line {pair.line} repeats line {earlier.line}{clash}; "
+                     f"each is counted every time it appears")
+    if selves:
+        lines.append(f"{pairs.source}: {len(selves)} pair(s) compare an image with itself (distance 0, always a "
+                     f"match), e.g. line {selves[0].line}; they are counted as given")
+    return lines
+
+
 def check_images(pairs: PairSet) -> None:
     """Fail, naming them, if any image referenced by a pair is missing."""
     missing = [p for p in pairs.images() if not p.is_file()]
@@ -215,6 +255,7 @@ def read_pairs(path: str | Path, root: str | Path, *, n_folds: int = 10, check: 
         pairs = _read_lfw(text, source, root)
     else:
         pairs = _read_csv(text, source, root, n_folds)
+    pairs.warnings = repeat_warnings(pairs)
     if check:
         check_images(pairs)
     return pairs

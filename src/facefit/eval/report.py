@@ -78,7 +78,7 @@ def metrics_doc(run: EvalRun, command: str = "") -> dict[str, Any]:
         "threshold_units": units,
         "pairs": {"file": str(run.pairs.source), "sha256": pairs_digest(run.pairs.source),
                   "format": run.pairs.format, "n_pairs": len(run.pairs), "folds": run.pairs.folds,
-                  "notes": run.pairs.notes},
+                  "notes": run.pairs.notes, "warnings": run.pairs.warnings},
         "data": {"root": str(run.pairs.root), "n_images": len(run.pairs.images()), "sha256": run.data_sha256},
         "options": run.options.as_dict(),
         "detection": {
@@ -136,6 +136,7 @@ def report_markdown(doc: dict[str, Any]) -> str:
             f"- no face detected in {det['no_face']} image(s): {det['fallback']}",
             f"- thresholds: {doc['threshold_units']}",
             f"- command: `{doc['command']}`", ""]
+    out[-1:-1] = [f"- warning: {w}" for w in doc["pairs"].get("warnings", [])]
     if len(labels) > 1:
         base = doc["models"][labels[0]]["total"]
         out += ["## Side by side", ""]

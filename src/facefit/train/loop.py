@@ -115,7 +115,8 @@ def _load_data(cfg: TrainConfig, recipe: Any, dist: Any, progress: ProgressFacto
     if dist.main:
         overlap = val_overlap_note(train_set, validator.pairs.images(), cfg.data.val_root) \
             if validator is not None and cfg.data.val_pairs is not None else None
-        for note in data.notes + anchor_notes + ([overlap] if overlap else []):
+        repeats = validator.pairs.warnings if validator is not None else []  # repeated pairs, self-pairs
+        for note in data.notes + anchor_notes + ([overlap] if overlap else []) + repeats:
             log(note)
         log(f"training on {len(train_set)} faces of {train_set.n_persons} persons"
             + (f"; {len(val_set)} faces of {val_set.n_persons} held-out persons" if val_set else "")
