@@ -314,8 +314,9 @@ class PgVectorStore(SqlStore):
             "detector, created, contract_id, embedding, vec) "
             "VALUES (%s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s, %s) RETURNING id",
             (pid, face.image_sha256, face.source, [round(float(v), 2) for v in face.box],
-             float(face.det_score), float(face.face_px), float(face.sharpness), face.detector, now,
-             contract_id, emb.tobytes(), search_vectors(emb, metric)[0])).fetchone()[0])
+             float(face.det_score), float(face.face_px), float(face.sharpness), face.detector,
+             now if face.created is None else face.created, contract_id, emb.tobytes(),
+             search_vectors(emb, metric)[0])).fetchone()[0])
         if face.crop_jpeg is not None:
             self.db.execute("INSERT INTO facefit_crops VALUES (%s, %s, %s)", (fid, face.crop_jpeg, crop_geometry(face)))
         return fid

@@ -24,6 +24,7 @@ class NewFace:
     face_px: float = 0.0  # box width in source pixels
     sharpness: float = 0.0  # variance of the Laplacian of the aligned chip
     detector: str = ""
+    created: float | None = None  # when it was first enrolled (kept by an import); None: now
 
 
 @dataclass

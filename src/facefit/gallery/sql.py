@@ -155,14 +155,18 @@ class SqlStore:
             yield stored_crop(int(fid), jpeg, geometry)
 
     # -- writing -----------------------------------------------------------------------------------
-    def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str) -> AddOutcome:
+    def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str, *,
+                  person_times: tuple[float, float] | None = None) -> AddOutcome:
         name = check_name(person)
         outcome = AddOutcome()
         now = time.time()
+        created, updated = person_times or (now, now)  # an import keeps a new person's exported times
         with self._write():
             bound = self._bind_contract(contract_json, contract_id)
             row = self._one("SELECT id FROM facefit_persons WHERE name = ?", (name,))
             pid = int(row[0]) if row else None
+            if pid is not None:
+                updated = now  # an existing person changes now
             for face in faces:
                 # Checked inside the write lock so two processes adding the same photo store it once.
                 dup = next((f for f in self.find_faces(face.image_sha256) if same_face(f.box, face.box)), None)
@@ -171,11 +175,11 @@ class SqlStore:
                     continue
                 if pid is None:
                     self._exec("INSERT INTO facefit_persons (name, created, updated) VALUES (?, ?, ?)",
-                               (name, now, now))
+                               (name, created, updated))
                     pid = self._person_id(name)
                 outcome.added.append(self._insert_face(pid, face, contract_id, now, bound))
             if outcome.added:
-                self._exec("UPDATE facefit_persons SET updated = ? WHERE id = ?", (now, pid))
+                self._exec("UPDATE facefit_persons SET updated = ? WHERE id = ?", (updated, pid))
                 self._bump()
         return outcome
 

@@ -145,8 +145,8 @@ class SQLiteStore(SqlStore):
             "INSERT INTO facefit_faces (person_id, image_sha256, source, box, det_score, face_px, sharpness, "
             "detector, created, contract_id, embedding) VALUES (?, ?, ?, ?, ?, ?, ?, ?, ?, ?, ?)",
             (pid, face.image_sha256, face.source, json.dumps([round(float(v), 2) for v in face.box]),
-             float(face.det_score), float(face.face_px), float(face.sharpness), face.detector, now,
-             contract_id, vec.tobytes())).lastrowid)
+             float(face.det_score), float(face.face_px), float(face.sharpness), face.detector,
+             now if face.created is None else face.created, contract_id, vec.tobytes())).lastrowid)
         if face.crop_jpeg is not None:
             self._exec("INSERT INTO facefit_crops VALUES (?, ?, ?)", (fid, face.crop_jpeg, crop_geometry(face)))
         return fid

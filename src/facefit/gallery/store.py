@@ -51,8 +51,12 @@ class GalleryStore(Protocol):
     def counts(self) -> tuple[int, int]:
         """(persons, faces)."""
 
-    def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str) -> AddOutcome:
-        """Store ``faces`` for ``person`` (created if new) in one transaction, skipping duplicates."""
+    def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str, *,
+                  person_times: tuple[float, float] | None = None) -> AddOutcome:
+        """Store ``faces`` for ``person`` (created if new) in one transaction, skipping duplicates.
+
+        ``person_times`` (created, updated) are a new person's times, kept from an export; default now.
+        """
 
     def find_faces(self, image_sha256: str) -> list[FaceRecord]:
         """Stored faces cut from the image with this hash."""

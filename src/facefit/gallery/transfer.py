@@ -1,9 +1,10 @@
 """Moving a gallery between machines or backends: one zip file, readable without facefit.
 
 Layout: ``manifest.json`` (format, model contract, counts), ``faces.jsonl``
-(one face per line, in the row order of ``embeddings.npy``) and
-``crops/<n>.jpg``. Importing merges by person name and skips faces already
-stored (same image and box), so importing twice changes nothing.
+(one face per line, in the row order of ``embeddings.npy``), ``persons.jsonl``
+(each person's created and updated times) and ``crops/<n>.jpg``. Importing
+merges by person name and skips faces already stored (same image and box), so
+importing twice changes nothing; every stored field, times included, is kept.
 """
 
 from __future__ import annotations
@@ -66,6 +67,8 @@ def export_gallery(gallery: Gallery, path: str | os.PathLike) -> int:
         np.save(buf, emb[order] if order else emb)
         z.writestr("embeddings.npy", buf.getvalue())
         z.writestr("faces.jsonl", "\n".join(lines) + "\n")
+        z.writestr("persons.jsonl", "".join(json.dumps({"name": p.name, "created": p.created, "updated": p.updated})
+                                            + "\n" for p in gallery.persons()))
         n_persons = len({r.person for r in records})
         z.writestr("manifest.json", json.dumps({"format": FORMAT, "version": VERSION, "contract": json.loads(contract),
                                                 "persons": n_persons, "faces": len(records),
@@ -136,6 +139,36 @@ def _read(path: Path, z: zipfile.ZipFile) -> tuple[dict, list[dict], np.ndarray]
         raise GalleryError(f"{path}: the manifest lists {count} faces but faces.jsonl has {len(faces)}; "
                            f"the file is damaged")
     return manifest, faces, emb
+
+
+def _person_times(path: Path, z: zipfile.ZipFile) -> dict[str, tuple[float, float]]:
+    """Each person's (created, updated) from ``persons.jsonl``; exports written before it existed have none."""
+    from facefit.gallery.store import check_name
+
+    if "persons.jsonl" not in z.namelist():
+        return {}
+    try:
+        text = _member(z, "persons.jsonl", path).decode()
+    except UnicodeDecodeError:
+        raise GalleryError(f"{path}: persons.jsonl is not UTF-8 text; the file is damaged") from None
+    times = {}
+    for n, line in enumerate(text.splitlines(), 1):
+        if not line.strip():
+            continue
+        try:
+            entry = json.loads(line)
+        except ValueError as exc:
+            raise GalleryError(f"{path}: persons.jsonl line {n} is not JSON ({exc})") from None
+        if not isinstance(entry, dict) or not isinstance(entry.get("name"), str):
+            raise GalleryError(f"{path}: persons.jsonl line {n} is not a person record")
+        created, updated = _number(entry.get("created")), _number(entry.get("updated"))
+        if created is None or updated is None:
+            raise GalleryError(f"{path}: persons.jsonl line {n}: created and updated must be finite numbers")
+        try:
+            times[check_name(entry["name"])] = (created, updated)
+        except GalleryError as exc:
+            raise GalleryError(f"{path}: persons.jsonl line {n}: {exc}") from None
+    return times
 
 
 def _contract(path: Path, manifest: dict) -> EmbeddingContract:
@@ -219,6 +252,9 @@ def _face(path: Path, z: zipfile.ZipFile, names: set[str], n: int, entry: dict, 
     bad = [k for k, v in quality.items() if v is None]
     if bad:
         raise GalleryError(f"{where}: {', '.join(bad)} is not a finite number")
+    created = None if entry.get("created") is None else _number(entry["created"])  # older exports: absent
+    if entry.get("created") is not None and created is None:
+        raise GalleryError(f"{where}: created is not a finite number")
 
     if len(embedding) != contract.embedding_dim:
         raise GalleryError(f"{where}: embedding has {len(embedding)} values, the contract's model gives "
@@ -254,7 +290,7 @@ def _face(path: Path, z: zipfile.ZipFile, names: set[str], n: int, entry: dict, 
             crop_box = tuple(float(v) for v in cb)
     return person, NewFace(entry["image_sha256"], entry["source"], tuple(float(v) for v in box), vector, landmarks,
                            jpeg, crop_box, quality["det_score"], quality["face_px"], quality["sharpness"],
-                           entry["detector"])
+                           entry["detector"], created)
 
 
 def import_gallery(gallery: Gallery, path: str | os.PathLike) -> tuple[int, int]:
@@ -278,9 +314,11 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike) -> tuple[int, int]
         for n, (entry, e) in enumerate(zip(faces, emb), 1):
             person, face = _face(p, z, names, n, entry, e, contract)
             by_person[person].append(face)
+        times = _person_times(p, z)
     added = dups = 0
     for person, items in by_person.items():
-        outcome = gallery.store.add_faces(person, items, contract.to_json(), contract.id)
+        outcome = gallery.store.add_faces(person, items, contract.to_json(), contract.id,
+                                          person_times=times.get(person))
         added += len(outcome.added)
         dups += len(outcome.duplicates)
     return added, dups
