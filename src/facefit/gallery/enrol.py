@@ -7,9 +7,10 @@ source photos are gone; it is deleted with the person.
 
 from __future__ import annotations
 
+import io
 import os
 from collections.abc import Callable, Sequence
-from dataclasses import dataclass, field
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
@@ -103,6 +104,34 @@ def sharpness(chip: np.ndarray) -> float:
     return float(cv2.Laplacian(grey, cv2.CV_64F).var())
 
 
+def load_working(source: str | os.PathLike | ImageBytes, *, max_side: int | None = None,
+                 limit_pixels: int | None = None) -> tuple[np.ndarray, float]:
+    """The photo decoded at most ``max_side`` pixels long, and the factor from its pixels to the photo's own.
+
+    Detection and alignment then work on a bounded copy; ``scale_face`` maps what they find back.
+    """
+    from facefit.io.images import load_image
+
+    image = load_image(source, limit_pixels=limit_pixels, max_side=max_side)
+    if max_side is None or max(image.shape[:2]) < max_side:
+        return image, 1.0
+    from PIL import Image
+
+    # The header's size is the photo's own (before any EXIF turn, which keeps the longer side's length).
+    data = source.data if isinstance(source, ImageBytes) else None
+    with Image.open(io.BytesIO(data) if data is not None else source) as im:
+        full = max(im.size)
+    return image, full / max(image.shape[:2])
+
+
+def scale_face(face: Face, factor: float) -> Face:
+    """``face`` with its box and landmarks in pixels ``factor`` times larger (its chip is unchanged)."""
+    if factor == 1.0:
+        return face
+    box = tuple(float(v) * factor for v in face.box)
+    return replace(face, box=box, landmarks=np.asarray(face.landmarks, np.float32) * np.float32(factor))
+
+
 def prepare_faces(
     paths: Sequence[str | os.PathLike | ImageBytes],
     model: FaceEmbedder,
@@ -111,16 +140,19 @@ def prepare_faces(
     choice: str | int | None = None,
     keep_crops: bool = True,
     on_image: Callable[[], None] | None = None,
+    max_side: int | None = None,
+    limit_pixels: int | None = None,
 ) -> Prepared:
     """Detect and embed one face per photo; every photo either yields a face or a failure reason.
 
-    Photos are files or in-memory ``ImageBytes`` (uploads), which are reported by their name.
+    Photos are files or in-memory ``ImageBytes`` (uploads), which are reported by their name. With
+    ``max_side``, larger photos are worked on at a reduced size (``load_working``); the stored box and
+    face size are still in the photo's own pixels, so the duplicate check matches a full-size enrolment.
     """
     import hashlib
 
     from facefit.io.assets import sha256_file
     from facefit.io.files import shown
-    from facefit.io.images import load_image
 
     out = Prepared()
     chosen, pending = [], []
@@ -128,18 +160,20 @@ def prepare_faces(
         path = p.name if isinstance(p, ImageBytes) else Path(p)
         source = shown(path)  # what is stored and reported: a name that is not UTF-8 cannot go into the database
         try:
-            image = load_image(p)
+            image, factor = load_working(p, max_side=max_side, limit_pixels=limit_pixels)
             sha = hashlib.sha256(p.data).hexdigest() if isinstance(p, ImageBytes) else sha256_file(path)
             face = choose_face(aligner(image, "all"), choice, image.shape)
-            jpeg, lm, cbox = loose_crop(image, face) if keep_crops else (None, face.landmarks, None)
+            jpeg, lm, cbox = loose_crop(image, face) if keep_crops else (None, face.landmarks * factor, None)
+            del image  # a large photo's pixels are not kept while the rest are read
         except ImageError as exc:
             out.failures.append((source, exc.reason))
         except (FacefitError, OSError) as exc:
             out.failures.append((source, shown(str(exc))))
         else:
             chosen.append(face)
-            pending.append(NewFace(sha, source, face.box, np.empty(0, np.float32), lm, jpeg, cbox, face.score,
-                                   face.box[2] - face.box[0], sharpness(face.chip), face.detector))
+            box = scale_face(face, factor).box
+            pending.append(NewFace(sha, source, box, np.empty(0, np.float32), lm, jpeg, cbox, face.score,
+                                   box[2] - box[0], sharpness(face.chip), face.detector))
         if on_image is not None:
             on_image()
     if chosen:

@@ -9,6 +9,7 @@ from dataclasses import dataclass, field
 import numpy as np
 
 from facefit.errors import FacefitError
+from facefit.gallery.enrol import Prepared
 from facefit.gallery.records import FaceRecord, Identification, PersonSummary
 from facefit.gallery.search import PersonIndex, SearchSettings, open_person_index
 from facefit.gallery.store import ContractMismatchError, GalleryError, GalleryStore
@@ -106,7 +107,17 @@ class Gallery:
         self.check_model(model)
         prepared = prepare_faces(images, model, _aligner(detector, model), choice=face, keep_crops=keep_crops,
                                  on_image=on_image)
-        report = EnrolReport(failures=prepared.failures)
+        return self.add_prepared(name, prepared, model)
+
+    def add_prepared(self, name: str, prepared: Prepared, model: FaceEmbedder) -> EnrolReport:
+        """Store faces made by ``prepare_faces`` for ``name`` in one transaction: the database part of ``add``.
+
+        Kept apart so a server can detect and embed on its request threads and write on the gallery's.
+        """
+        from facefit.gallery.store import check_name
+
+        name = check_name(name)
+        report = EnrolReport(failures=list(prepared.failures))
         if prepared.faces:
             outcome = self.store.add_faces(name, prepared.faces, model.contract.to_json(), model.contract.id)
             dup = {id(d[0]) for d in outcome.duplicates}
@@ -120,6 +131,7 @@ class Gallery:
                    on_image: Callable[[], None] | None = None) -> EnrolReport:
         """Enrol ``ROOT/<person>/<images>``: one transaction per person, so a killed run keeps whole persons."""
         from facefit.data.folders import IdentityFolders
+        from facefit.gallery.store import check_name
         from facefit.io.files import BAD_NAME, shown
 
         data = IdentityFolders.scan(root, outside_links=False)  # links out of, or into, the tree: not followed
@@ -127,6 +139,11 @@ class Gallery:
         report = EnrolReport(skipped=[str(p) for p in data.skipped],
                              failures=[(shown(p), BAD_NAME) for p in data.bad_names])
         for person in data.persons:
+            try:
+                check_name(person.name)
+            except GalleryError as exc:  # a folder whose name cannot be a person's: say so, enrol the others
+                report.failures.append((shown(data.root / person.name), str(exc)))
+                continue
             report.extend(self.add(person.name, person.images, model, detector=detector, face=face,
                                    keep_crops=keep_crops, on_image=on_image))
         return report
@@ -142,10 +159,23 @@ class Gallery:
         self.store.rename(old, new)
 
     def remove(self, name: str) -> int:
-        return self.store.remove_person(name)
+        """Forget a person: their faces, crops and every copy facefit keeps of them (see ``_erased``)."""
+        n = self.store.remove_person(name)
+        self._erased()
+        return n
 
     def remove_face(self, face_id: int) -> str:
-        return self.store.remove_face(face_id)
+        who = self.store.remove_face(face_id)
+        self._erased()
+        return who
+
+    def _erased(self) -> None:
+        """After a removal: the store has overwritten the rows (SQLite: secure_delete, WAL truncated); the
+        search index in memory and its cache file beside the gallery hold the vectors and names too."""
+        from facefit.gallery.search import erase_cache
+
+        self._index = None
+        erase_cache(self.store)
 
     # -- search ------------------------------------------------------------------------------------
     def index(self) -> PersonIndex:

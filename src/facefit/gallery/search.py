@@ -9,8 +9,10 @@ gallery and rebuilt when the gallery's revision, model or settings change.
 from __future__ import annotations
 
 import enum
+import glob
 import io
 import json
+import os
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -173,9 +175,6 @@ def cache_path_for(store: GalleryStore) -> Path | None:
     return None if path is None else Path(str(path) + ".index.npz")
 
 
-MAX_MASKED = 0.2  # rebuild instead of updating once this share of indexed faces has been removed
-
-
 @dataclass
 class _Cached:
     revision: int
@@ -205,7 +204,8 @@ def open_person_index(store: GalleryStore, contract_id: str, metric: str, settin
     if fresh is None:
         fresh = _rebuild(store, metric, settings)
     fresh.revision = revision
-    if cache is not None and len(fresh.faces):
+    # Not when the gallery changed meanwhile: a removal that erased the cache must not see it written back.
+    if cache is not None and len(fresh.faces) and store.revision() == revision:
         _save(cache, key, fresh)
     return PersonIndex(fresh.index, fresh.person, fresh.faces, fresh.names, metric, settings.aggregation)
 
@@ -223,20 +223,23 @@ def _rebuild(store: GalleryStore, metric: str, settings: SearchSettings) -> _Cac
 
 
 def _update(store: GalleryStore, cached: _Cached, metric: str, settings: SearchSettings) -> _Cached | None:
-    """Add the new faces to the cached index and mask removed ones, when that is safe; None means rebuild.
+    """Add the new faces to the cached index when only faces were added (or persons renamed); None means rebuild.
 
     An HNSW graph over a million faces takes minutes to build; enrolling one more
-    person must not cost that. Templates (``mean``) change with every face, so they are rebuilt.
+    person must not cost that. A removal always rebuilds: a removed face's vector must not
+    stay in the index, nor in the cache file written from it. Templates (``mean``) change
+    with every face, so they are rebuilt.
     """
     vectors_revision = getattr(store, "vectors_revision", None)
     if (settings.aggregation is not Aggregation.best or vectors_revision is None
             or cached.revision < vectors_revision() or not hasattr(store, "vectors_for")):
         return None
     ids, face_names = store.face_persons()
-    gone = ~np.isin(cached.faces, ids)
+    if not np.isin(cached.faces, ids).all():
+        return None
     new_ids = ids[~np.isin(ids, cached.faces)]
     total = len(cached.faces) + len(new_ids)
-    if gone.sum() > MAX_MASKED * max(1, len(cached.faces)) or settings.resolve_kind(total) != cached.index.kind:
+    if settings.resolve_kind(total) != cached.index.kind:
         return None
     if isinstance(cached.index, IVFIndex) and total > 2 * cached.index.trained_for:
         return None  # the cells were trained for a gallery under half this size: retrain them
@@ -246,8 +249,40 @@ def _update(store: GalleryStore, cached: _Cached, metric: str, settings: SearchS
     owner = dict(zip(ids.tolist(), face_names))
     names = sorted(set(face_names))
     where = {n: i for i, n in enumerate(names)}
-    person = np.fromiter((where[owner[f]] if f in owner else -1 for f in faces.tolist()), np.int64, len(faces))
+    person = np.fromiter((where[owner[f]] for f in faces.tolist()), np.int64, len(faces))
     return _Cached(0, cached.index, person, faces, names)
+
+
+def erase_cache(store: GalleryStore) -> None:
+    """Overwrite and delete the store's cached index, and any copy of it left half-written.
+
+    Called after a removal: the cache holds every face's search vector and every name, and a removed
+    person's must not stay on disk until the next search rebuilds it.
+    """
+    cache = cache_path_for(store)
+    if cache is None:
+        return
+    for path in [cache, *cache.parent.glob(f".{glob.escape(cache.name)}.*")]:  # atomic_path's temporaries
+        try:
+            scrub_file(path)
+        except OSError as exc:
+            raise GalleryError(f"{path}: cannot erase the removed faces from the cached search index "
+                               f"({exc.strerror or exc}); delete this file by hand") from None
+
+
+def scrub_file(path: Path) -> None:
+    """Overwrite ``path``'s bytes with zeros, flush them to the disk, then delete it (a link: only deleted)."""
+    if path.is_symlink() or not path.exists():
+        path.unlink(missing_ok=True)
+        return
+    size = path.stat().st_size
+    zeros = bytes(min(size, 1 << 20))
+    with open(path, "r+b") as f:
+        for start in range(0, size, len(zeros) or 1):
+            f.write(zeros[: size - start])
+        f.flush()
+        os.fsync(f.fileno())
+    path.unlink()
 
 
 def _save(path: Path, key: dict, c: _Cached) -> None:

@@ -121,10 +121,27 @@ def stored_crop(face_id: int, jpeg: bytes | None, geometry: str | None) -> Store
     return StoredCrop(face_id, bytes(jpeg), np.asarray(g["landmarks"], np.float32), box)
 
 
+# Characters a name must not hold: controls (C0, DEL, C1), format characters (bidi overrides, zero-width
+# spaces and joiners) and line/paragraph separators. They are invisible or reorder text, so two names
+# that print alike ("subj02", "subj02" + U+200B) would be two persons.
+INVISIBLE_CATEGORIES = frozenset({"Cc", "Cf", "Zl", "Zp"})
+
+
+def invisible_char(name: str) -> str | None:
+    """The first character of ``name`` in an invisible Unicode category, shown as ``U+XXXX NAME``; else None."""
+    import unicodedata
+
+    for c in name:
+        if unicodedata.category(c) in INVISIBLE_CATEGORIES:
+            return f"U+{ord(c):04X} {unicodedata.name(c, '(a control character)')}"
+    return None
+
+
 def check_name(name: str) -> str:
     """Person names are free text but must be printable and non-empty; stored in Unicode NFC form.
 
-    NFC, so that "José" typed on one keyboard and pasted from another is one person, not two.
+    NFC, so that "José" typed on one keyboard and pasted from another is one person, not two; and no
+    control, format or separator characters, so that no two names look alike (see ``invisible_char``).
     """
     import unicodedata
 
@@ -133,8 +150,12 @@ def check_name(name: str) -> str:
     clean = unicodedata.normalize("NFC", name.strip())
     if not clean:
         raise GalleryError("a person's name cannot be empty")
-    if len(clean) > 200 or any(ord(c) < 32 for c in clean):
-        raise GalleryError(f"{name!r}: not a usable name (control characters or over 200 characters)")
+    if len(clean) > 200:
+        raise GalleryError(f"{ascii(name[:40])}...: not a usable name (over 200 characters)")
     if bad_name(clean) or "\ufffd" in clean:  # undecodable bytes, kept as surrogates or replaced by U+FFFD
         raise GalleryError(f"{ascii(name)}: not a usable name (not valid UTF-8)")
+    hidden = invisible_char(clean)
+    if hidden is not None:
+        raise GalleryError(f"{ascii(name)}: not a usable name (it holds {hidden}; control, invisible format and "
+                           f"line-separator characters make names that look alike)")
     return clean

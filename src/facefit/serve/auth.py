@@ -19,7 +19,7 @@ class ApiKeyGuard:
 
     def __init__(self, app: App, key: str) -> None:
         self.app = app
-        self.key = key.encode()
+        self.key = key.strip().encode()  # the token is compared stripped, so the key is too
 
     async def __call__(self, scope: Scope, receive: Receive, send: Send) -> None:
         if scope["type"] != "http" or self._route_path(scope) in OPEN_PATHS or self._authorized(scope):

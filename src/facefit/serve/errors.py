@@ -13,17 +13,23 @@ from facefit.serve.limits import App, Message, Receive, Scope, Send
 log = logging.getLogger("facefit.serve")
 
 
-async def facefit_error(_request: Request, exc: Exception) -> JSONResponse:
+async def facefit_error(request: Request, exc: Exception) -> JSONResponse:
     """An unknown person is a 404, a gallery that cannot answer (empty, another model) a 409, the rest a 422.
 
     Bad names and ``face=`` choices never get here as gallery errors: the request schemas refuse them first.
+    The gallery's location is taken out of the message (it is a server path or database URL) and logged.
     """
     from facefit.gallery.store import GalleryError, UnknownPersonError
 
     code = (status.HTTP_404_NOT_FOUND if isinstance(exc, UnknownPersonError)
             else status.HTTP_409_CONFLICT if isinstance(exc, GalleryError)
             else status.HTTP_422_UNPROCESSABLE_CONTENT)
-    return JSONResponse({"detail": str(exc)}, status_code=code)
+    message = str(exc)
+    gallery = getattr(getattr(request.app.state, "facefit", None), "gallery", None)
+    if gallery is not None:
+        log.info("%s %s: %d %s", request.method, request.url.path, code, message)
+        message = gallery.public(message)
+    return JSONResponse({"detail": message}, status_code=code)
 
 
 async def validation_error(_request: Request, exc: Exception) -> JSONResponse:

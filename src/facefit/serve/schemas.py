@@ -77,12 +77,14 @@ class FaceBox(Strict):
 
 
 class Health(Strict):
-    status: Literal["ok"] = "ok"
+    status: Literal["ok", "error"] = Field("ok", description="error (with a 503): the gallery cannot be read")
     version: str
     model: str = Field(description="the embedding contract id")
-    gallery: str | None
+    gallery: str | None = Field(description="the gallery's kind (sqlite, postgresql); null without one. Its "
+                                            "location stays in the server's log")
     persons: int | None
     faces: int | None
+    detail: str | None = Field(None, description="why the gallery cannot be read")
 
 
 class EmbeddedFace(FaceBox):

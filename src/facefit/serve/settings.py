@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Literal
 
-from pydantic import Field, SecretStr
+from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
 
 
@@ -28,6 +28,26 @@ class ServeSettings(BaseSettings):
     max_request_mb: float = Field(100.0, gt=0, le=4096, description="largest request body (all its uploads); "
                                                                    "refused while it arrives")
     max_faces: int = Field(20, ge=1, le=200, description="faces identified per uploaded photo")
+    max_pixels: int = Field(40_000_000, ge=1, le=1_000_000_000,
+                            description="largest photo, in pixels (width x height), refused before decoding")
+    max_side: int = Field(4096, ge=256, le=65535, description="photos longer than this are decoded at a reduced "
+                                                              "size and searched there; boxes are in the "
+                                                              "upload's own pixels")
+    max_decodes: int = Field(2, ge=1, le=64, description="photos decoded and searched for faces at once; "
+                                                         "others wait (the per-request memory ceiling)")
+    decode_wait_s: float = Field(60.0, gt=0, le=3600, description="longest wait for a decode slot before a 503")
+    header_timeout_s: float = Field(10.0, gt=0, le=3600, description="a request's headers must arrive within this")
+    body_timeout_s: float = Field(60.0, gt=0, le=86400, description="a request's body must arrive within this")
+    max_connections: int = Field(100, ge=1, le=100_000, description="open connections and requests at once; "
+                                                                    "beyond it, 503")
     api_key: SecretStr | None = Field(None, description="when set, every endpoint but /health needs "
                                                         "'Authorization: Bearer <key>'")
     allow_enrol: bool = Field(True, description="allow POST/DELETE on /persons")
+
+    @field_validator("api_key")
+    @classmethod
+    def _a_real_key(cls, value: SecretStr | None) -> SecretStr | None:
+        """A key that is set but empty or blank would let in anyone who sends ``Authorization: Bearer``."""
+        if value is not None and not value.get_secret_value().strip():
+            raise ValueError("the API key is empty or blank; set a real key, or unset it to serve without one")
+        return value

@@ -1,14 +1,17 @@
-"""What the server holds while it runs: the model, per-thread aligners and a thread-confined gallery."""
+"""What the server holds while it runs: the model, pooled aligners (decode slots) and a thread-confined gallery."""
 
 from __future__ import annotations
 
-import threading
-from collections.abc import Callable
+import queue
+from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
+from contextlib import contextmanager
 from typing import TypeVar
 
 from facefit.align.aligner import AlignConfig, FaceAligner, FacePolicy
+from facefit.errors import FacefitError
 from facefit.gallery.gallery import Gallery
+from facefit.gallery.location import is_postgres
 from facefit.models.base import FaceEmbedder
 from facefit.serve.settings import ServeSettings
 
@@ -19,15 +22,41 @@ class GalleryWorker:
     """The gallery, opened and used on one dedicated thread.
 
     SQLite connections belong to the thread that made them, and gallery writes
-    must not interleave, so every call is queued onto that thread.
+    must not interleave, so every call is queued onto that thread. Only database
+    work belongs there: decoding, detection and embedding run on the request's thread.
     """
 
     def __init__(self, location: str | None) -> None:
         self._pool = ThreadPoolExecutor(max_workers=1, thread_name_prefix="facefit-gallery")
         self._gallery: Gallery = self._pool.submit(Gallery.open, location).result()
+        self.location = self._gallery.location  # for the server's log only: never sent to clients
+        self.kind = "postgresql" if is_postgres(self.location) else "sqlite"
+        # Unexpected errors (a damaged file, a lost database) by the call that met them, until that call
+        # succeeds again: /health reports them, so it never says "ok" while an endpoint answers 500.
+        self._failing: dict[str, str] = {}
 
     def call(self, fn: Callable[[Gallery], T]) -> T:
-        return self._pool.submit(fn, self._gallery).result()
+        return self._pool.submit(self._watched, fn).result()
+
+    def _watched(self, fn: Callable[[Gallery], T]) -> T:
+        key = getattr(fn, "__qualname__", repr(fn))
+        try:
+            out = fn(self._gallery)
+        except FacefitError:
+            raise  # the caller's mistake (unknown person, empty gallery), not the gallery's health
+        except Exception as exc:
+            self._failing[key] = f"{type(exc).__name__}: {exc}"
+            raise
+        self._failing.pop(key, None)
+        return out
+
+    def failures(self) -> list[str]:
+        """Why gallery calls failed unexpectedly (and have not succeeded since), on the gallery's thread."""
+        return self._pool.submit(lambda: list(self._failing.values())).result()
+
+    def public(self, message: str) -> str:
+        """``message`` without the gallery's location, fit for a client: paths stay in the server's log."""
+        return hide_location(message, self.location)
 
     def close(self) -> None:
         try:
@@ -36,31 +65,72 @@ class GalleryWorker:
             self._pool.shutdown(wait=True)
 
 
+def hide_location(message: str, location: str) -> str:
+    """``message`` with every spelling of ``location`` replaced by "the gallery"."""
+    import os
+
+    forms = {location}
+    if not is_postgres(location):
+        forms |= {os.path.abspath(location), os.path.realpath(location)}
+    for form in sorted(forms, key=len, reverse=True):  # longest first: a prefix must not leave a tail behind
+        message = message.replace(f"the gallery {form}", "the gallery").replace(form, "the gallery")
+    return message
+
+
+class BusyError(Exception):
+    """Every decode slot stayed taken for the whole wait."""
+
+
 class ServeState:
-    """The loaded model and gallery, shared by every request."""
+    """The loaded model and gallery, shared by every request, and the slots photos are decoded in."""
 
     def __init__(self, settings: ServeSettings, model: FaceEmbedder, gallery: GalleryWorker | None) -> None:
         self.settings = settings
         self.model = model
         self.gallery = gallery
-        self._local = threading.local()
+        # One aligner per slot, made on first use. dlib's detectors keep scratch buffers sized to the last
+        # image (about 115 MB after a large photo), so aligners are pooled rather than one per thread.
+        self._slots: queue.Queue[FaceAligner | None] = queue.Queue()
+        for _ in range(settings.max_decodes):
+            self._slots.put(None)
 
     @property
     def detector_name(self) -> str | None:
         """The detector setting for the library: None is the model's own."""
         return None if self.settings.detector == "model" else self.settings.detector
 
-    def aligner(self) -> FaceAligner:
-        """This thread's aligner: dlib's detectors keep scratch state, so threads do not share one."""
-        aligner = getattr(self._local, "aligner", None)
-        if aligner is None:
-            config = AlignConfig.for_model(self.model, detector=self.detector_name, faces=FacePolicy.all)
-            aligner = self._local.aligner = FaceAligner(config)
-        return aligner
+    @contextmanager
+    def decode_slot(self) -> Iterator[FaceAligner]:
+        """An aligner of its own for one photo's decoding, detection and alignment; at most ``max_decodes``
+        photos are worked on at once, so their memory is bounded. Raises BusyError after ``decode_wait_s``."""
+        try:
+            aligner = self._slots.get(timeout=self.settings.decode_wait_s)
+        except queue.Empty:
+            raise BusyError from None
+        try:
+            if aligner is None:
+                aligner = FaceAligner(AlignConfig.for_model(self.model, detector=self.detector_name,
+                                                            faces=FacePolicy.all))
+            yield aligner
+        finally:
+            self._slots.put(aligner)
+            _release_memory()
 
     def close(self) -> None:
         if self.gallery is not None:
             self.gallery.close()
+
+
+def _release_memory() -> None:
+    """Hand freed heap memory back to the system (glibc keeps it per thread arena otherwise)."""
+    import ctypes
+    import ctypes.util
+
+    try:
+        libc = ctypes.CDLL(ctypes.util.find_library("c") or "libc.so.6")
+        libc.malloc_trim(0)
+    except (OSError, AttributeError):
+        pass  # not glibc: nothing to do
 
 
 def load_state(settings: ServeSettings) -> ServeState:

@@ -15,6 +15,7 @@ from pydantic import AfterValidator
 from starlette.convertors import Convertor, register_url_convertor
 
 from facefit.serve.deps import EnrolAllowed, GalleryDep, State, read_upload
+from facefit.serve.faces import prepare
 from facefit.serve.schemas import (
     Added,
     Duplicate,
@@ -86,9 +87,10 @@ def enrol(name: NewName, state: State, gallery: GalleryDep, form: Annotated[Many
     from facefit.gallery.enrol import parse_face_choice
 
     uploads = [read_upload(f, f"images[{i}]", state) for i, f in enumerate(form.images)]
-    choice = parse_face_choice(q.face)
-    report = gallery.call(lambda g: g.add(name, uploads, state.model, detector=state.detector_name,
-                                          face=choice))
+    # Detection and embedding here, on this request's thread; only the write waits for the gallery's thread,
+    # so /health, /identify and /persons are not queued behind a slow upload.
+    prepared = prepare(state, uploads, parse_face_choice(q.face))
+    report = gallery.call(lambda g: g.add_prepared(name, prepared, state.model))
     body = EnrolResponse(person=name, added=[Added(source=s, face_id=i) for s, _, i in report.added],
                          duplicates=[Duplicate(source=s, enrolled_as=w, face_id=i) for s, w, i in report.duplicates],
                          failures=[Failure(source=s, reason=r) for s, r in report.failures])

@@ -2,27 +2,58 @@
 
 from __future__ import annotations
 
+import logging
 from typing import Any
 
-from fastapi import APIRouter
+from fastapi import APIRouter, Response, status
 
 from facefit.serve.deps import State
 from facefit.serve.schemas import Health
+from facefit.serve.state import GalleryWorker
 
 router = APIRouter(tags=["system"])
+log = logging.getLogger("facefit.serve")
 
 
-@router.get("/health")
-def health(state: State) -> Health:
-    """Liveness, the model's contract id and the gallery's size."""
+@router.get("/health", responses={503: {"model": Health, "description": "the gallery cannot be read"}})
+def health(state: State, response: Response) -> Health:
+    """Liveness, the model's contract id, the gallery's kind and size; 503 when the gallery cannot answer."""
     import facefit
 
     persons = faces = None
-    location = None
+    problem = None
     if state.gallery is not None:
-        location, (persons, faces) = state.gallery.call(lambda g: (g.location, g.store.counts()))
-    return Health(version=facefit.__version__, model=state.model.contract.id, gallery=location,
-                  persons=persons, faces=faces)
+        try:
+            persons, faces = state.gallery.call(probe)
+            failures = state.gallery.failures()
+            problem = failures[0] if failures else None
+        except Exception as exc:  # the probe itself met the damage: that is the answer, not a 500
+            problem = f"{type(exc).__name__}: {exc}"
+        if problem is not None:
+            log.warning("health: the gallery %s cannot answer: %s", state.gallery.location, problem)
+            response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
+    return Health(status="ok" if problem is None else "error", version=facefit.__version__,
+                  model=state.model.contract.id, gallery=None if state.gallery is None else state.gallery.kind,
+                  persons=persons, faces=faces,
+                  detail=None if problem is None else "the gallery cannot be read: "
+                  + _public(state.gallery, problem))
+
+
+def probe(g: Any) -> tuple[int, int]:  # noqa: ANN401 - a Gallery, on its own thread
+    """Read what the gallery endpoints read: the model binding, the persons and the search index.
+
+    The index is kept in memory and rebuilt only after a change, so a probe of an unchanged gallery is cheap.
+    """
+    persons, faces = g.store.counts()
+    g.contract  # noqa: B018 - parses the stored contract, as every search does
+    g.persons()
+    if faces and g.contract is not None:
+        g.index()
+    return persons, faces
+
+
+def _public(gallery: GalleryWorker | None, message: str) -> str:
+    return message if gallery is None else gallery.public(message)
 
 
 @router.get("/model")
