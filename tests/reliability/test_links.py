@@ -65,14 +65,16 @@ def test_add_folder_follows_no_link_out_of_or_back_into_the_tree(johns_dir: Path
     assert sorted(p["name"] for p in json.loads(out)["persons"]) == ["John_Salley", "John_Simm"]
 
 
-def test_pairs_never_make_a_person_of_a_link_back_into_the_tree(johns_dir: Path, tmp_path: Path,
+def test_pairs_leave_out_links_back_into_the_tree_and_looping_links(johns_dir: Path, tmp_path: Path,
                                                                 capsys: pytest.CaptureFixture) -> None:
     root = tmp_path / "root"
     for name in ("John_Salley", "John_Simm", "John_Savage", "John_Shimkus"):
         _copy_person(johns_dir, name, root / name, n=3)
     os.symlink(root.resolve(), root / "aaa")
+    os.symlink("self.jpg", root / "John_Simm" / "self.jpg")  # would fail every evaluation on these pairs
     out = tmp_path / "pairs.csv"
     code, _, err = cli(["pairs", root, "--out", out, "--folds", "2"], capsys)
     assert code == 0 and not error_lines(err), err
-    assert "did not follow 1 link(s) to folders" in err
-    assert "aaa" not in out.read_text() and "from 4 persons" in err
+    assert "did not follow 1 link(s) to folders" in err and "left out 1 link(s) that loop or lead nowhere" in err
+    text = out.read_text()
+    assert "aaa" not in text and "self.jpg" not in text and "from 4 persons, 12 images" in err

@@ -8,7 +8,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import Detector, DetectorOpt, err, info, out, progress_bar, report_failures
+from facefit.cli.common import Detector, DetectorOpt, err, info, out, progress_bar, report_failures, warn
 
 EXIT_PARTIAL = 3
 
@@ -150,7 +150,7 @@ def add_folder(
     choice = parse_face_choice(face)
     scan = IdentityFolders.scan(root, outside_links=False)
     if link := scan.link_note():
-        info(link)
+        warn(link)
     n_images = scan.n_images
     with open_gallery(gallery, create=True) as g:
         net = gallery_model(g, model)

@@ -5,7 +5,8 @@ holds them, and anything else is listed in ``skipped`` for the caller to
 report. An optional metadata CSV adds per-image attributes (for subgroups).
 Links to folders that point back into the tree (or above it) are never
 followed: they would make a person of other people's photos. Links inside a
-person's folder are not followed either; both are listed in ``links``.
+person's folder are not followed either; both are listed in ``links``. Links
+that loop or lead nowhere are left out and listed in ``broken``.
 """
 
 from __future__ import annotations
@@ -42,13 +43,17 @@ class IdentityFolders:
     empty: list[Path] = field(default_factory=list)  # person folders without any image
     bad_names: list[Path] = field(default_factory=list)  # folders and images whose names are not UTF-8: left out
     links: list[Path] = field(default_factory=list)  # links to folders that were not followed
+    broken: list[Path] = field(default_factory=list)  # links that loop or lead nowhere: left out
 
     def link_note(self) -> str | None:
-        """One line on the links to folders that were not followed, or None."""
-        if not self.links:
-            return None
-        return (f"{self.root}: did not follow {len(self.links)} link(s) to folders (a link back into the tree, out "
-                f"of it for enrolment, or inside a person's folder), e.g. {shown(self.links[0])}")
+        """One line on the links that were not followed or left out, or None."""
+        parts = []
+        if self.links:
+            parts.append(f"did not follow {len(self.links)} link(s) to folders (back into the tree, out of it when "
+                         f"enrolling, or inside a person's folder), e.g. {shown(self.links[0])}")
+        if self.broken:
+            parts.append(f"left out {len(self.broken)} link(s) that loop or lead nowhere, e.g. {shown(self.broken[0])}")
+        return f"{self.root}: " + "; ".join(parts) if parts else None
 
     def bad_name_note(self) -> str | None:
         """One line on what was left out for its name, or None."""
@@ -83,11 +88,13 @@ class IdentityFolders:
                                    f"a sub-folder named after the person")
             raise FacefitError(f"{root}: no person folders found (expected ROOT/<person>/<images>)")
         skipped.extend(loose)
-        persons, empty = [], []
+        persons, empty, broken = [], [], []
         for folder in folders:
             images, other, inner_links = _walk_person(folder)
             skipped.extend(other)
             links.extend(inner_links)
+            broken.extend(p for p in images if not p.exists())  # only a link can be listed yet not exist
+            images = [p for p in images if p.exists()]
             images, odd = _by_name(images, lambda p: p)
             bad.extend(odd)
             if images:
@@ -96,7 +103,7 @@ class IdentityFolders:
                 empty.append(folder)
         if not persons:
             raise FacefitError(f"{root}: none of its {len(folders)} person folder(s) contains an image")
-        data = cls(root, persons, skipped, empty=empty, bad_names=bad, links=links)
+        data = cls(root, persons, skipped, empty=empty, bad_names=bad, links=links, broken=broken)
         if metadata is not None:
             data.metadata, data.unmatched_metadata = _read_metadata(Path(metadata), data)
         return data

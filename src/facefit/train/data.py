@@ -64,6 +64,8 @@ def _select(cfg: DataConfig) -> tuple[list[tuple[str, list[Path]]], list[str]]:
             notes.append(f"{root}: {len(ds.skipped)} non-image file(s) ignored, e.g. {ds.skipped[0]}")
         if note := ds.bad_name_note():
             notes.append(note)
+        if note := ds.link_note():
+            notes.append(note)
         if ds.unmatched_metadata:
             notes.append(f"{root}: {ds.unmatched_metadata} metadata row(s) match no image")
         for person in ds.persons:
