@@ -135,3 +135,19 @@ def test_late_failures_of_pairs_eval_and_export_are_one_line(gallery: Path, john
         lines = error_lines(err)
         assert code == 1 and len(lines) == 1 and f"{target}: cannot be written" in lines[0], (name, err)
         assert not [p for p in out_dir.iterdir() if not p.name.startswith(".")], name
+
+
+def test_a_gallery_in_a_folder_that_takes_no_files_is_named_for_what_it_is(gallery: Path, tmp_path: Path,
+                                                                           capsys: pytest.CaptureFixture) -> None:
+    export = tmp_path / "g.zip"
+    assert cli(["gallery", "export", export, "-g", gallery], capsys)[0] == 0
+    ro = tmp_path / "ro"
+    ro.mkdir()
+    shutil.copy(gallery, ro / "g.sqlite")
+    with locked(ro):
+        for args in (["gallery", "import", export, "-g", ro / "new.sqlite"],
+                     ["gallery", "list", "-g", ro / "g.sqlite"]):
+            code, _, err = cli(args, capsys)
+            lines = error_lines(err)
+            assert code == 1 and len(lines) == 1 and f"{ro} does not accept new files" in lines[0], err
+            assert "not a facefit gallery" not in err

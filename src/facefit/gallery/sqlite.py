@@ -60,6 +60,17 @@ SCHEMA_VERSION = len(MIGRATIONS)
 BUSY_TIMEOUT_S = 60.0
 
 
+def _check_folder(path: Path) -> None:
+    """A gallery's folder must accept new files (the database, its WAL): refuse it in one line if not."""
+    from facefit.errors import UsageError
+    from facefit.io.files import check_folder_writable
+
+    try:
+        check_folder_writable(path.parent, path)
+    except UsageError as exc:
+        raise GalleryError(str(exc)) from None
+
+
 class SQLiteStore(SqlStore):
     """A gallery in one SQLite file (created on first use)."""
 
@@ -73,6 +84,7 @@ class SQLiteStore(SqlStore):
                 self.path.parent.mkdir(parents=True, exist_ok=True)
             except OSError as exc:
                 raise GalleryError(f"{self.path.parent}: cannot create folder: {exc.strerror or exc}") from None
+            _check_folder(self.path)
         elif self.path.is_dir():
             raise GalleryError(f"{self.path}: is a folder; a SQLite gallery is a file")
         try:
@@ -83,6 +95,8 @@ class SQLiteStore(SqlStore):
             self.db.execute("PRAGMA secure_delete=ON")
             self._migrate()
         except sqlite3.DatabaseError as exc:
+            if isinstance(exc, sqlite3.OperationalError):
+                _check_folder(self.path)  # WAL mode writes beside the file, even to read
             raise GalleryError(f"{self.path}: not a facefit gallery ({exc})") from None
 
     # -- schema ------------------------------------------------------------------------------------
