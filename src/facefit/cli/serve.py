@@ -43,9 +43,10 @@ def serve(
         raise typer.BadParameter("serve detects with model, hog, yunet or auto (mmod alone is too slow per request)",
                                  param_hint="--detector")
     try:
-        import uvicorn
+        import uvicorn  # noqa: F401 - checked here, so a missing extra is this one line
 
         from facefit.serve.app import create_app
+        from facefit.serve.server import run
         from facefit.serve.settings import ServeSettings
         from facefit.serve.state import load_state
     except ImportError as exc:
@@ -65,15 +66,17 @@ def serve(
     try:
         settings = ServeSettings(**{k: v for k, v in given.items() if v is not None})
     except ValidationError as exc:
-        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg']}" for e in exc.errors())
+        problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
+                             for e in exc.errors())
         raise UsageError(f"invalid server settings: {problems}") from None
     api_key = settings.api_key.get_secret_value() if settings.api_key else None
-    no_gallery = settings.no_gallery
     _check_address(host, port)
     state = load_state(settings)  # a bad model or gallery fails here, in one line, before the server starts
-    info(f"facefit serve on http://{host}:{port} (API docs at /docs)"
-         + ("; API key required" if api_key else "") + ("; no gallery" if no_gallery else ""))
-    uvicorn.run(create_app(state=state), host=host, port=port, log_level="info")
+    # The gallery's location goes to this log only: responses name its kind, never its path or URL.
+    where = f"; gallery {state.gallery.location}" if state.gallery is not None else "; no gallery"
+    info(f"facefit serve on http://{host}:{port} (API docs at /docs)" + ("; API key required" if api_key else "")
+         + where)
+    run(create_app(state=state), settings, host, port)
 
 
 def _check_address(host: str, port: int) -> None:

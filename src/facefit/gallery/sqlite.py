@@ -166,8 +166,13 @@ class SQLiteStore(SqlStore):
         return fid
 
     def _forget(self) -> None:
-        # Copy the WAL back and truncate it so the deleted bytes do not linger in the log file.
-        self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)")
+        # Copy the WAL back and truncate it so the deleted bytes do not linger in the log file. The
+        # checkpoint waits (busy timeout) for other processes' reads; one still reading keeps the old pages.
+        busy = self.db.execute("PRAGMA wal_checkpoint(TRUNCATE)").fetchone()[0]
+        if busy:
+            raise GalleryError(f"{self.path}: removed, but another process kept reading the gallery, so the "
+                               f"removed bytes remain in {self.path.name}-wal until the last process using "
+                               f"the gallery closes it")
 
     def close(self) -> None:
         self.db.close()

@@ -12,6 +12,7 @@ from facefit.serve.schemas import Health
 from facefit.serve.state import GalleryWorker
 
 router = APIRouter(tags=["system"])
+PROBE_INDEX_MAX = 50_000  # faces: up to here, rebuilding the search index takes well under a second
 log = logging.getLogger("facefit.serve")
 
 
@@ -42,12 +43,13 @@ def health(state: State, response: Response) -> Health:
 def probe(g: Any) -> tuple[int, int]:  # noqa: ANN401 - a Gallery, on its own thread
     """Read what the gallery endpoints read: the model binding, the persons and the search index.
 
-    The index is kept in memory and rebuilt only after a change, so a probe of an unchanged gallery is cheap.
+    The index is kept in memory and rebuilt only after a change, so a probe of an unchanged gallery is cheap;
+    above ``PROBE_INDEX_MAX`` faces a rebuild could outlast a probe's timeout, and the first search makes it.
     """
     persons, faces = g.store.counts()
-    g.contract  # noqa: B018 - parses the stored contract, as every search does
+    contract = g.contract  # parses the stored contract, as every search does
     g.persons()
-    if faces and g.contract is not None:
+    if contract is not None and 0 < faces <= PROBE_INDEX_MAX:
         g.index()
     return persons, faces
 
