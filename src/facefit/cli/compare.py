@@ -39,7 +39,7 @@ def compare(
     --threshold-from an evaluation's metrics.json, or the model's own default.
     """
     from facefit.distances import pairwise_distances
-    from facefit.io.files import check_writable, collect_images
+    from facefit.io.files import check_not_input, check_writable, collect_images
     from facefit.models import create_model
     from facefit.pipeline import embed_files
     from facefit.tables import print_distance_matrix
@@ -58,6 +58,8 @@ def compare(
         err.print(note, markup=False)
     if not found.files:
         raise typer.BadParameter("no image files found", param_hint="IMAGES")
+    if plot is not None:
+        check_not_input(plot, found.files)
     net = create_model(model)
     from facefit.eval.run import model_metric
 

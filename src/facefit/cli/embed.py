@@ -39,7 +39,7 @@ def embed(
     when all did (then nothing is written).
     """
     from facefit.io.embeddings import save_embeddings
-    from facefit.io.files import check_writable, collect_images
+    from facefit.io.files import check_not_input, check_writable, collect_images
     from facefit.models import create_model
     from facefit.pipeline import embed_files
 
@@ -51,6 +51,8 @@ def embed(
         info(note)
     if not found.files:
         raise typer.BadParameter("no image files found in the inputs", param_hint="INPUTS")
+    for path in (out, failures_path):
+        check_not_input(path, found.files)
     net = create_model(model)
     with progress_bar("embedding", total=len(found.files)) as bar:
         result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned,

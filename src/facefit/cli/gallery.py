@@ -268,11 +268,15 @@ def export(path: Annotated[Path, typer.Argument(help="Output .zip file.", show_d
            gallery: GalleryOpt = None,
            overwrite: Annotated[bool, typer.Option("--overwrite", help="Replace an existing file.")] = False) -> None:
     """Write the whole gallery (persons, faces, embeddings, crops, model contract) to a zip file."""
+    from facefit.gallery.location import is_postgres, resolve_location
     from facefit.gallery.transfer import export_gallery
-    from facefit.io.files import check_writable
+    from facefit.io.files import check_not_input, check_writable
 
+    location = resolve_location(gallery)
+    if not is_postgres(location):
+        check_not_input(path, [location, f"{location}-wal", f"{location}-shm"], what="the gallery's own file")
     check_writable(path, overwrite)
-    with open_gallery(gallery) as g:
+    with open_gallery(location) as g:
         n = export_gallery(g, path)
     info(f"exported {n} face(s) to {path}")
 

@@ -152,6 +152,15 @@ def check_writable(path: str | os.PathLike, overwrite: bool) -> Path:
     return out
 
 
+def check_not_input(path: str | os.PathLike, inputs: Sequence[str | os.PathLike],
+                    what: str = "one of the input files") -> None:
+    """Refuse an output that is one of the inputs: replacing it would destroy what is being read."""
+    out = _identity(Path(path))
+    for item in inputs:
+        if _identity(Path(item)) == out:
+            raise UsageError(f"{path}: is {what}; refusing to replace it, even when overwriting is allowed")
+
+
 @contextmanager
 def writing(path: str | os.PathLike) -> Iterator[None]:
     """Turn a failure while writing ``path`` (disk full, rights taken away) into one line naming it."""
