@@ -153,15 +153,19 @@ def test_a_gallery_in_a_folder_that_takes_no_files_is_named_for_what_it_is(galle
             assert "not a facefit gallery" not in err
 
 
-def test_an_output_that_is_an_input_is_never_replaced(photos: Path, gallery: Path,
+def test_an_output_that_is_an_input_is_never_replaced(photos: Path, gallery: Path, johns_dir: Path, tmp_path: Path,
                                                       capsys: pytest.CaptureFixture) -> None:
     photo = sorted(photos.glob("0*.jpg"))[0]
+    metadata = tmp_path / "meta.csv"
+    metadata.write_text("path,age\n" + "".join(f"{p.relative_to(johns_dir)},30\n" for p in johns_dir.glob("*/*.jpg")))
+    meta_before = metadata.read_text()
     before = photo.read_bytes()
     db_before = gallery.read_bytes()
     for args in (["embed", photos, "--out", photo, "--overwrite"],
                  ["compare", photos, "--plot", photos / "../photos" / photo.name, "--overwrite"],
-                 ["gallery", "export", gallery, "-g", gallery, "--overwrite"]):
+                 ["gallery", "export", gallery, "-g", gallery, "--overwrite"],
+                 ["pairs", johns_dir, "--metadata", metadata, "--out", metadata, "--overwrite"]):
         code, out, err = cli(args, capsys)
         lines = error_lines(err)
         assert code == 2 and len(lines) == 1 and "refusing to replace it" in lines[0], (args, err)
-    assert photo.read_bytes() == before and gallery.read_bytes() == db_before
+    assert photo.read_bytes() == before and gallery.read_bytes() == db_before and metadata.read_text() == meta_before

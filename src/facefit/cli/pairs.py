@@ -38,9 +38,11 @@ def pairs_command(
 
     from facefit.data.folders import IdentityFolders
     from facefit.data.pairgen import make_pairs, pairs_to_csv
-    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.io.files import check_not_input, check_writable, write_text_atomic
 
     out = check_writable(out, overwrite)
+    if metadata is not None:
+        check_not_input(out, [metadata], what="the metadata file")
     data = IdentityFolders.scan(root, metadata=metadata)
     _report_scan(data, metadata)
     plan = make_pairs(data, n_folds=folds, n_pos=pos, n_neg=neg, seed=seed, group_by=group_by)
