@@ -78,3 +78,15 @@ def test_pairs_leave_out_links_back_into_the_tree_and_looping_links(johns_dir: P
     assert "did not follow 1 link(s) to folders" in err and "left out 1 link(s) that loop or lead nowhere" in err
     text = out.read_text()
     assert "aaa" not in text and "self.jpg" not in text and "from 4 persons, 12 images" in err
+
+
+def test_a_pairs_file_naming_a_looping_link_says_so(johns_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    root = tmp_path / "root"
+    good = _copy_person(johns_dir, "John_Salley", root / "John_Salley")
+    os.symlink("self.jpg", root / "John_Salley" / "self.jpg")
+    pairs = tmp_path / "pairs.csv"
+    pairs.write_text(f"path_a,path_b,same\nJohn_Salley/self.jpg,John_Salley/{good[0].name},1\n")
+    code, _, err = cli(["eval", root, "--pairs", pairs, "--out", tmp_path / "report"], capsys)
+    line = error_lines(err)
+    assert code == 1 and len(line) == 1 and "self.jpg (line 2: a symbolic link that loops back on itself)" in line[0]

@@ -217,6 +217,8 @@ def repeat_warnings(pairs: PairSet) -> list[str]:
 
 def check_images(pairs: PairSet) -> None:
     """Fail, naming them, if any image referenced by a pair is missing."""
+    from facefit.io.images import link_problem
+
     missing = [p for p in pairs.images() if not p.is_file()]
     if missing:
         lines = {}
@@ -224,7 +226,8 @@ def check_images(pairs: PairSet) -> None:
             for img in (pr.a, pr.b):
                 if img in missing and img not in lines:
                     lines[img] = pr.line
-        shown = "; ".join(f"{m} (line {lines[m]})" for m in missing[:5])
+        why = {m: f": {problem}" for m in missing[:5] if (problem := link_problem(m))}
+        shown = "; ".join(f"{m} (line {lines[m]}{why.get(m, '')})" for m in missing[:5])
         more = f" and {len(missing) - 5} more" if len(missing) > 5 else ""
         raise PairsError(f"{pairs.source}: {len(missing)} image(s) referenced by pairs do not exist under "
                          f"{pairs.root}: {shown}{more}")

@@ -59,7 +59,7 @@ CHUNK_BOMB_REASON = ("refused: a compressed metadata chunk (iCCP colour profile 
                      "far beyond any real one: a decompression bomb")
 
 
-def _link_problem(path: Path) -> str | None:
+def link_problem(path: Path) -> str | None:
     """Why a symbolic link cannot be read (a loop, or a target that does not exist), or None."""
     if not path.is_symlink():
         return None
@@ -131,7 +131,7 @@ def load_image(source: str | os.PathLike | bytes | ImageBytes, *, limit_pixels: 
         raise ImageError(name, "empty file (0 bytes)")
     if not isinstance(source, bytes):
         path = Path(source)
-        if (link := _link_problem(path)) is not None:
+        if (link := link_problem(path)) is not None:
             raise ImageError(name, link)
         if not path.exists():
             raise ImageError(name, "no such file")
