@@ -46,4 +46,28 @@ def read_upload(upload: UploadFile, field: str, state: ServeState) -> ImageBytes
     if len(data) > limit:
         raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
                             f"{name}: larger than the {state.settings.max_upload_mb:g} MB upload limit")
+    _check_pixels(name, data, state.settings.max_pixels)
     return ImageBytes(name, data)
+
+
+def _check_pixels(name: str, data: bytes, limit: int) -> None:
+    """413 when the photo's header declares more than ``limit`` pixels: a 100 KB PNG can decode to gigabytes.
+
+    Only the header is read; a photo whose header does not parse is left to the decoder to explain.
+    """
+    import io
+    import warnings
+
+    from PIL import Image
+
+    try:
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            with Image.open(io.BytesIO(data)) as im:
+                w, h = im.size
+    except Exception:  # noqa: BLE001 - any header the decoder cannot read gets its own, better message there
+        return
+    if w * h > limit:
+        raise HTTPException(status.HTTP_413_CONTENT_TOO_LARGE,
+                            f"{name}: {w}x{h} = {w * h / 1e6:.1f} MP is over this server's {limit / 1e6:g} MP "
+                            f"limit (FACEFIT_SERVE_MAX_PIXELS)")
