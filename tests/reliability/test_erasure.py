@@ -8,7 +8,7 @@ raw embeddings, the bytes of their stored crops, their name and their photos' fi
 
 from __future__ import annotations
 
-from collections.abc import Callable
+from collections.abc import Callable, Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -149,3 +149,56 @@ def test_a_half_written_cache_is_erased_too(tmp_path: Path, lfw: Path, model) ->
     with Gallery.open(path) as g:
         g.remove(GONE)
     assert not leftover.exists() and traces.found_in(tmp_path) == []
+
+
+# -- PostgreSQL: removal leaves the rows in the files until VACUUM FULL, which --vacuum runs ------------------
+@pytest.fixture(scope="module")
+def pg_uri(tmp_path_factory: pytest.TempPathFactory) -> Iterator[tuple[str, Path]]:
+    """(URL of a fresh database, the server's data folder) on a real PostgreSQL with pgvector."""
+    pgserver = pytest.importorskip("pgserver", reason="pgserver is not installed (pip install 'facefit[postgres]')")
+    psycopg = pytest.importorskip("psycopg")
+    pytest.importorskip("pgvector")
+    data = tmp_path_factory.mktemp("pgdata")
+    server = pgserver.get_server(data, cleanup_mode="stop")
+    try:
+        with psycopg.connect(server.get_uri(), autocommit=True) as conn:
+            conn.execute("CREATE DATABASE erasure")
+        yield server.get_uri("erasure"), data
+    finally:
+        server.cleanup()
+
+
+def _pg_files(uri: str, data: Path) -> Path:
+    """The folder of the database's table and index files, with everything written out to them."""
+    import psycopg
+
+    with psycopg.connect(uri, autocommit=True) as conn:
+        conn.execute("CHECKPOINT")  # dirty pages to the files; files of rewritten tables are deleted
+        oid = conn.execute("SELECT oid FROM pg_database WHERE datname = current_database()").fetchone()[0]
+    return data / "base" / str(oid)
+
+
+def test_postgres_removal_with_vacuum_erases_the_table_files(pg_uri: tuple[str, Path], lfw: Path, model,  # noqa: ANN001
+                                                             capsys: pytest.CaptureFixture) -> None:
+    uri, data = pg_uri
+    with Gallery.open(uri) as g:
+        assert len(g.add(GONE, _photos(lfw, "Colin_Powell"), model).added) == 2
+        assert g.add("Kept Blair", _photos(lfw, "Tony_Blair"), model).added
+        ids, names, emb = g.store.vectors()
+        mine = {int(i) for i, n in zip(ids, names) if n == GONE}
+        traces = Traces([np.ascontiguousarray(e, np.float32).tobytes() for i, n, e in zip(ids, names, emb)
+                         if n == GONE], [c.jpeg for c in g.store.crops() if c.face_id in mine and c.jpeg],
+                        [GONE.encode()])
+    files = _pg_files(uri, data)
+    assert traces.found_in(files)  # the scan sees them while enrolled
+
+    code, _, err = cli(["gallery", "remove", GONE, "--yes", "--gallery", uri], capsys)
+    assert code == 0 and "VACUUM FULL" in err, err  # a plain removal says what erasure takes
+    assert traces.found_in(_pg_files(uri, data))  # ... and why: the deleted rows are still in the files
+
+    assert cli(["gallery", "add", GONE, *_photos(lfw, "Colin_Powell"), "--gallery", uri], capsys)[0] == 0
+    code, _, err = cli(["gallery", "remove", GONE, "--yes", "--vacuum", "--gallery", uri], capsys)
+    assert code == 0 and "rewrote" in err, err
+    assert traces.found_in(_pg_files(uri, data)) == []
+    with Gallery.open(uri) as g:
+        assert [p.name for p in g.persons()] == ["Kept Blair"]

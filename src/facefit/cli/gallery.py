@@ -243,6 +243,8 @@ def remove(
                                              show_default=False)] = None,
     gallery: GalleryOpt = None,
     yes: Annotated[bool, typer.Option("--yes", "-y", help="Do not ask for confirmation.")] = False,
+    vacuum: Annotated[bool, typer.Option("--vacuum", help="PostgreSQL: also rewrite the tables (VACUUM FULL) so "
+                                         "the removed rows leave the database's files.")] = False,
 ) -> None:
     """Forget a person: every embedding and stored crop is deleted (and overwritten on disk).
 
@@ -261,6 +263,19 @@ def remove(
             _confirm(f"remove {name} and all their faces", yes)
             n = g.remove(name)
             info(f"removed {name} ({n} face(s))")
+        _erase_removed(g, vacuum)
+
+
+def _erase_removed(g, vacuum: bool) -> None:  # noqa: ANN001 - a Gallery
+    """PostgreSQL keeps removed rows in its files until VACUUM FULL: run it, or say how."""
+    if g.erased_on_removal:
+        return
+    if vacuum:
+        g.erase_removed()
+        info("rewrote the gallery's tables (VACUUM FULL): the removed rows are gone from them")
+    else:
+        info("note: PostgreSQL keeps the removed rows in its files until its tables are rewritten: run "
+             "VACUUM FULL facefit_crops, facefit_faces, facefit_persons (or remove with --vacuum)")
 
 
 @gallery_app.command("export")

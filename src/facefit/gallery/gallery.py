@@ -169,6 +169,18 @@ class Gallery:
         self._erased()
         return who
 
+    def erase_removed(self) -> None:
+        """Take removed faces out of the database's files where removal alone does not (PostgreSQL: VACUUM FULL).
+
+        A SQLite gallery needs nothing: its removals overwrite the rows and truncate the WAL at once.
+        """
+        self.store.erase_removed()
+
+    @property
+    def erased_on_removal(self) -> bool:
+        """Whether ``remove`` alone leaves nothing of the removed faces in the gallery's files."""
+        return bool(getattr(self.store, "erased_on_removal", True))
+
     def _erased(self) -> None:
         """After a removal: the store has overwritten the rows (SQLite: secure_delete, WAL truncated); the
         search index in memory and its cache file beside the gallery hold the vectors and names too."""

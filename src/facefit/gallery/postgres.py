@@ -199,6 +199,20 @@ class PgVectorStore(SqlStore):
     def _exec(self, sql: str, params: Sequence[Any] = ()) -> Any:
         return self.db.execute(sql.replace("?", "%s"), params)
 
+    # PostgreSQL keeps deleted rows (and their index entries) in its files until the space is reused.
+    erased_on_removal = False
+
+    def erase_removed(self) -> None:
+        """Rewrite the gallery's tables and indexes without the removed rows (``VACUUM FULL``).
+
+        The old files are deleted at the next checkpoint. Each table is locked while it is rewritten,
+        so searches wait; at a million faces that takes minutes. Copies outside the tables (the WAL
+        until it is recycled, archives, replicas, backups) are the database administrator's to handle.
+        """
+        with self._session():
+            for table in ("facefit_crops", "facefit_faces", "facefit_persons"):
+                self.db.execute(f"VACUUM FULL {table}")  # the connection is in autocommit, as VACUUM needs
+
     def _box(self, value: Any) -> Box:
         return tuple(float(v) for v in value)
 

@@ -54,6 +54,12 @@ class SqlStore:
     def _forget(self) -> None:
         """After a deletion: make the removed bytes unrecoverable where the engine allows it."""
 
+    # Whether a removal alone takes the removed rows out of the database's files (see ``erase_removed``).
+    erased_on_removal = True
+
+    def erase_removed(self) -> None:
+        """Take the rows removed so far out of the database's files, where a removal alone does not."""
+
     # -- reading -----------------------------------------------------------------------------------
     def _one(self, sql: str, params: Sequence[Any] = ()) -> tuple | None:
         rows = self._rows(sql, params)
