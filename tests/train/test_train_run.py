@@ -19,8 +19,9 @@ from facefit.errors import FacefitError, UsageError
 from facefit.train.config import load_config
 from facefit.train.loop import train
 
-FAST = {"optim.batch_size": 16, "optim.epochs": 3, "optim.time_budget_min": None, "data.detector": "hog",
-        "data.val_fraction": 0.25, "workers": 1, "augment.rotate": 3.0}
+# The training machinery is exercised on dlib-resnet (its tests pin its numbers); sface's own run is below.
+FAST = {"base": "dlib-resnet", "optim.batch_size": 16, "optim.epochs": 3, "optim.time_budget_min": None,
+        "data.detector": "hog", "data.val_fraction": 0.25, "workers": 1, "augment.rotate": 3.0}
 
 
 @pytest.fixture(scope="module")
@@ -139,6 +140,21 @@ def test_trains_another_backbone_from_scratch(tiny: Path, tmp_path: Path) -> Non
     assert len(rows) == 2 and result.steps > 0
     emb = tuned.embed(np.zeros((2, 112, 112, 3), np.uint8))
     assert emb.shape == (2, tuned.embedding_dim) and np.isfinite(emb).all()
+
+
+def test_the_default_base_is_sface_with_its_guards(tiny: Path, tmp_path: Path) -> None:
+    """No base named: SFace's recipe, BatchNorm statistics and the first blocks as loaded, the rest trained."""
+    fast = {k: v for k, v in FAST.items() if k != "base"}
+    cfg = load_config(None, {**fast, "optim.epochs": 1, "data.train": [str(tiny)]})
+    assert cfg.base == "sface" and cfg.guard.bn == "frozen"
+    train(cfg, tmp_path / "run", log=lambda _: None)
+    tuned, base = create_model(tmp_path / "run"), create_model("sface")
+    assert tuned.contract.architecture == "sface" and tuned.contract.align == base.contract.align
+    after, before = tuned.state_dict(), base.state_dict()
+    stats = [k for k in before if k.endswith(("running_mean", "running_var"))]
+    assert stats and all(torch.equal(after[k], before[k]) for k in stats)
+    assert torch.equal(after["conv_1.conv.weight"], before["conv_1.conv.weight"])  # a frozen block
+    assert not torch.equal(after["conv_14.conv.weight"], before["conv_14.conv.weight"])  # a trained one
 
 
 def test_adapter_run_trains_only_low_rank_updates_and_exports_the_plain_model(tiny: Path, tmp_path: Path,

@@ -16,7 +16,7 @@ def train_command(
     out: Annotated[Path | None, typer.Option("--out", "-o", help="Run folder (must not exist, or be empty).",
                                              show_default=False)] = None,
     base: Annotated[str | None, typer.Option("--base", "-b", help="Model to start from: name or path "
-                                                                  "[config default: dlib-resnet].",
+                                                                  "[config default: sface].",
                                              show_default=False)] = None,
     config: Annotated[Path | None, typer.Option("--config", "-c", help="YAML config (sections data, augment, loss, "
                                                                        "optim, guard).", show_default=False)] = None,
@@ -30,7 +30,7 @@ def train_command(
     metadata: Annotated[list[Path] | None, typer.Option("--metadata", help="Per-image attribute CSV, one per DATA "
                                                                            "folder.", show_default=False)] = None,
     epochs: Annotated[int | None, typer.Option("--epochs", min=1, help="Epochs [the base's recipe: dlib-resnet 12, "
-                                                                    "sface 6].",
+                                                                    "sface 3].",
                                                show_default=False)] = None,
     time_budget: Annotated[float | None, typer.Option("--time-budget", min=0.1, help="Cap on the whole run's "
                                                       "minutes: a run that would take longer stops and says so "
@@ -44,10 +44,11 @@ def train_command(
 ) -> None:
     """Fine-tune a face-embedding model on photos of a target population.
 
-    The default recipe: re-standardised dlib-resnet, ArcFace (margin 0.15 rad)
-    with a head started at each person's mean embedding, distillation to the
-    pretrained model and the first 3 stages frozen against forgetting, AdamW
-    with warm-up and cosine decay, planned to fit a 30-minute budget. Without
+    The default recipe (base sface): ArcFace (margin 0.3 rad) with a head
+    started at each person's mean embedding, distillation to the pretrained
+    model, frozen BatchNorm statistics and the first blocks frozen against
+    forgetting, AdamW with warm-up and cosine decay, 3 epochs (dlib-resnet:
+    12), capped by a 30-minute budget. Without
     --val-pairs, 10% of the persons are held out to select the best epoch and
     calibrate thresholds. The run folder gets
     config.yaml, log.csv, plots.png, TensorBoard logs, checkpoints (resume with
