@@ -32,7 +32,8 @@ pytest.importorskip("fastapi")
 
 HEADER_S, BODY_S, MAX_CONNECTIONS = 3.0, 4.0, 12
 MB = 1024 * 1024
-# The stated per-request ceiling (docs/gallery-and-serving.md): about 350 MB per decode slot, two slots.
+# docs/gallery-and-serving.md states about 0.5 GB per decode slot at the 40 MP cap for the worst formats (RGBA,
+# 16-bit PNG); the grey PNGs below cost about 250 MB each. Two slots: three at once must stay under 2 x 350 MB.
 CEILING_MB = 2 * 350
 
 
