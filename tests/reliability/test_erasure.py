@@ -202,3 +202,25 @@ def test_postgres_removal_with_vacuum_erases_the_table_files(pg_uri: tuple[str, 
     assert traces.found_in(_pg_files(uri, data)) == []
     with Gallery.open(uri) as g:
         assert [p.name for p in g.persons()] == ["Kept Blair"]
+
+
+def test_the_index_cache_is_erased_even_when_the_wal_stays_busy(tmp_path: Path, lfw: Path, model,  # noqa: ANN001
+                                                               monkeypatch: pytest.MonkeyPatch) -> None:
+    from facefit.gallery.sqlite import SQLiteStore
+    from facefit.gallery.store import GalleryError
+
+    path = tmp_path / "g.sqlite"
+    _enrol(path, lfw, model)
+
+    def busy(self: SQLiteStore) -> None:
+        raise GalleryError("removed, but another process kept reading the gallery")
+
+    monkeypatch.setattr(SQLiteStore, "_forget", busy)
+    with Gallery.open(path) as g, pytest.raises(GalleryError, match="kept reading"):
+        g.remove(GONE)
+    assert not Path(str(path) + ".index.npz").exists()
+    with Gallery.open(path) as g:  # an unknown name changes nothing and erases nothing
+        g.identify(model.embed_faces(_faces(_photos(lfw, "Tony_Blair", 3)[-1:], model)), model)
+        with pytest.raises(GalleryError):
+            g.remove("nobody")
+    assert Path(str(path) + ".index.npz").exists()

@@ -3,7 +3,8 @@
 from __future__ import annotations
 
 import os
-from collections.abc import Callable, Sequence
+from collections.abc import Callable, Iterator, Sequence
+from contextlib import contextmanager
 from dataclasses import dataclass, field
 
 import numpy as np
@@ -86,8 +87,8 @@ class Gallery:
         current = self.contract
         value = None if current is None else current.identification_threshold()[0]
         if value is None:
-            raise GalleryError("this model carries no default threshold; pass --threshold or --threshold-from "
-                               "an evaluation's metrics.json")
+            raise GalleryError("this model carries no 1:N threshold of its own; give a threshold, or the "
+                               "metrics.json of an evaluation of this model to take its calibrated one")
         return float(value)
 
     # -- enrolment ---------------------------------------------------------------------------------
@@ -160,14 +161,23 @@ class Gallery:
 
     def remove(self, name: str) -> int:
         """Forget a person: their faces, crops and every copy facefit keeps of them (see ``_erased``)."""
-        n = self.store.remove_person(name)
-        self._erased()
-        return n
+        with self._erasing():
+            return self.store.remove_person(name)
 
     def remove_face(self, face_id: int) -> str:
-        who = self.store.remove_face(face_id)
-        self._erased()
-        return who
+        with self._erasing():
+            return self.store.remove_face(face_id)
+
+    @contextmanager
+    def _erasing(self) -> Iterator[None]:
+        """Erase the copies once the block changed the gallery, even when it then failed (a removal whose
+        WAL could not be truncated is committed all the same); an unknown name changes nothing."""
+        before = self.store.revision()
+        try:
+            yield
+        finally:
+            if self.store.revision() != before:
+                self._erased()
 
     def erase_removed(self) -> None:
         """Take removed faces out of the database's files where removal alone does not (PostgreSQL: VACUUM FULL).
