@@ -38,6 +38,12 @@ class GalleryWorker:
     def call(self, fn: Callable[[Gallery], T]) -> T:
         return self._pool.submit(self._watched, fn).result()
 
+    async def acall(self, fn: Callable[[Gallery], T]) -> T:
+        """``call`` for async routes: waits without holding a worker thread (all may be busy with uploads)."""
+        import asyncio
+
+        return await asyncio.wrap_future(self._pool.submit(self._watched, fn))
+
     def _watched(self, fn: Callable[[Gallery], T]) -> T:
         key = getattr(fn, "__qualname__", repr(fn))
         try:
@@ -51,8 +57,9 @@ class GalleryWorker:
         return out
 
     def failures(self) -> list[str]:
-        """Why gallery calls failed unexpectedly (and have not succeeded since), on the gallery's thread."""
-        return self._pool.submit(lambda: list(self._failing.values())).result()
+        """Why gallery calls failed unexpectedly (and have not succeeded since); read on the gallery's thread,
+        so call it through ``call``/``acall`` or after one."""
+        return list(self._failing.values())
 
     def public(self, message: str) -> str:
         """``message`` without the gallery's location, fit for a client: paths stay in the server's log."""

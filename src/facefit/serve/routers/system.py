@@ -17,16 +17,20 @@ log = logging.getLogger("facefit.serve")
 
 
 @router.get("/health", responses={503: {"model": Health, "description": "the gallery cannot be read"}})
-def health(state: State, response: Response) -> Health:
-    """Liveness, the model's contract id, the gallery's kind and size; 503 when the gallery cannot answer."""
+async def health(state: State, response: Response) -> Health:
+    """Liveness, the model's contract id, the gallery's kind and size; 503 when the gallery cannot answer.
+
+    Async, so it answers even while every worker thread waits on uploads: it needs only the gallery's thread.
+    """
     import facefit
 
     persons = faces = None
     problem = None
     if state.gallery is not None:
         try:
-            persons, faces = state.gallery.call(probe)
-            failures = state.gallery.failures()
+            worker = state.gallery
+            persons, faces = await worker.acall(probe)
+            failures = await worker.acall(lambda _g: worker.failures())
             problem = failures[0] if failures else None
         except Exception as exc:  # the probe itself met the damage: that is the answer, not a 500
             problem = f"{type(exc).__name__}: {exc}"
