@@ -143,14 +143,17 @@ def test_health_and_persons_answer_while_an_enrolment_is_in_flight(server: Serve
         asked = time.monotonic()
         health = httpx.get(f"{server.base}/health", timeout=300)
         listed = httpx.get(f"{server.base}/persons", timeout=300)
+        probe = {"image": ("p.png", (yale_dir / "subject07" / "07_normal.png").read_bytes())}
+        found = httpx.post(f"{server.base}/identify", files=probe, timeout=300)  # the other decode slot
         answered = time.monotonic()
         r = pending.result()
     assert r.status_code == 201 and len(r.json()["added"]) == 6, r.text
     assert health.status_code == 200 and listed.status_code == 200
+    assert found.status_code in (200, 409), found.text  # 409: nobody enrolled yet, but it was searched
     took, enrol_s = answered - asked, timeline["enrol_done"] - start
-    print(f"enrolment {enrol_s:.1f} s; /health + /persons during it {took:.2f} s")
-    # Structure, not speed: both answered while the enrolment still had seconds to go (before the fix they
-    # queued behind all of its detection, on the gallery's one thread, and came back with it).
+    print(f"enrolment {enrol_s:.1f} s; /health + /persons + /identify during it {took:.2f} s")
+    # Structure, not speed: all three answered while the enrolment still had seconds to go (before the fix
+    # they queued behind all of its detection, on the gallery's one thread, and came back with it).
     assert enrol_s > 3.0, "the enrolment was too quick to tell"
     assert answered < timeline["enrol_done"] - 1.0 and took < enrol_s / 2
 
@@ -181,6 +184,14 @@ def test_three_large_photos_at_once_stay_under_the_memory_ceiling(server: Server
     for body in ok:
         (x0, y0, x1, y1) = body["faces"][0]["box"]
         assert 2000 < x0 < x1 < 2000 + 320 * 4 and 3000 < y0 < y1 < 3000 + 243 * 4, body
+
+
+def test_paths_stay_in_the_log(server: Server) -> None:
+    r = httpx.get(f"{server.base}/persons/nobody-here", timeout=30)
+    assert r.status_code == 404 and "g.sqlite" not in r.text
+    time.sleep(0.5)
+    logged = [ln for ln in server.log.read_text().splitlines() if "nobody-here" in ln]
+    assert any("g.sqlite" in ln for ln in logged), logged
 
 
 def test_a_pixel_bomb_is_refused_before_decoding(server: Server) -> None:

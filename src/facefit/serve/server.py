@@ -20,9 +20,21 @@ def run(app: Any, settings: ServeSettings, host: str, port: int) -> None:  # noq
     """Serve ``app`` until interrupted."""
     import uvicorn
 
-    uvicorn.run(app, host=host, port=port, log_level="info",
+    uvicorn.run(app, host=host, port=port, log_level="info", log_config=_log_config(),
                 http=timed_protocol(settings.header_timeout_s, settings.body_timeout_s),
                 limit_concurrency=settings.max_connections)
+
+
+def _log_config() -> dict[str, Any]:
+    """uvicorn's logging, with facefit's server log beside it: the gallery's location, kept out of the
+    answers, is written there with each gallery error."""
+    import copy
+
+    from uvicorn.config import LOGGING_CONFIG
+
+    config = copy.deepcopy(LOGGING_CONFIG)
+    config["loggers"]["facefit.serve"] = {"handlers": ["default"], "level": "INFO", "propagate": False}
+    return config
 
 
 def _timeout_response(phase: str, limit: float) -> bytes:
