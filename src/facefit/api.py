@@ -84,13 +84,20 @@ def represent(image: Any, model: FaceEmbedder | str | None = None, faces: str = 
 
 
 def verify(image_a: Any, image_b: Any, model: FaceEmbedder | str | None = None,
-           threshold: float | None = None) -> Verification:
-    """Whether the largest faces of two photos are the same person, at the model's own 1:1 threshold."""
+           threshold: float | None = None, calibration: str | os.PathLike | None = None) -> Verification:
+    """Whether the largest faces of two photos are the same person.
+
+    The threshold: ``threshold``, else the one an evaluation of this model calibrated (``calibration``: its
+    metrics.json), else the model's own 1:1 threshold (``facefit.models.thresholds``).
+    """
     from facefit.distances import paired_distances
-    from facefit.errors import FacefitError, NoFaceError
-    from facefit.models.contract import verification_threshold
+    from facefit.errors import NoFaceError
+    from facefit.models.thresholds import choose_threshold
 
     net = _model(model)
+    metric = net.contract.distance if net.contract.distance in ("euclidean", "cosine") else "euclidean"
+    chosen = choose_threshold(net.contract, "verify", metric=metric, given=threshold, calibration=calibration)
+    value = chosen.require()  # before any work: a model without one fails at once
     pair = []
     for name, image in (("image_a", image_a), ("image_b", image_b)):
         got = represent(image, net, faces="largest")
@@ -98,13 +105,8 @@ def verify(image_a: Any, image_b: Any, model: FaceEmbedder | str | None = None,
             shown = image if isinstance(image, str | os.PathLike) else name
             raise NoFaceError(shown, "no face found")
         pair.append(got[0])
-    metric = net.contract.distance if net.contract.distance in ("euclidean", "cosine") else "euclidean"
-    value, source = verification_threshold(net.contract, threshold)
-    if value is None:
-        raise FacefitError(f"{net.contract.name or net.contract.architecture} has no 1:1 threshold of its own; "
-                           f"give threshold=")
     d = float(paired_distances(pair[0].embedding[None], pair[1].embedding[None], metric)[0])
-    return Verification(d <= value, d, value, source, metric, (pair[0], pair[1]))
+    return Verification(d <= value, d, value, chosen.source, metric, (pair[0], pair[1]))
 
 
 def identify(image: Any, gallery: Any = None, model: FaceEmbedder | str | None = None, top_k: int = 3,

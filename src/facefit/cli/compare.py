@@ -62,27 +62,24 @@ def compare(
         check_not_input(plot, found.files)
     net = create_model(model)
     from facefit.eval.run import model_metric
+    from facefit.models.thresholds import choose_threshold
 
     distance = model_metric(net.contract, metric.value)
+    # Chosen before the work, so a wrong calibration file fails at once; a model without one leaves it None.
+    chosen = choose_threshold(net.contract, "verify", metric=distance, given=threshold, given_source="--threshold",
+                              calibration=threshold_from)
+    cal = chosen.calibration
+    if cal is not None:
+        if (cal.flip and not net.contract.flip_average) or cal.subtract_mean:
+            err.print("facefit: warning: that threshold was calibrated with --flip/--subtract-mean, which compare "
+                      "does not apply; it may be off", markup=False)
+        err.print(f"threshold {cal.threshold:.4f} ({cal.kind}) from {cal.source}", markup=False)
+    threshold = chosen.value
     result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned)
     report_failures(result.failures, None, result.n_images, "images")
     if len(result) < 2:
         err.print(f"facefit: error: need at least 2 faces to compare, found {len(result)}", markup=False)
         raise typer.Exit(1)
-    if threshold_from is not None:
-        from facefit.eval.calibration import load_calibration
-
-        cal = load_calibration(threshold_from, net.contract.id)
-        if cal.metric != distance:
-            raise typer.BadParameter(f"{threshold_from} was calibrated with --metric {cal.metric}; "
-                                     f"use the same metric", param_hint="--threshold-from")
-        threshold = cal.threshold
-        if (cal.flip and not net.contract.flip_average) or cal.subtract_mean:
-            err.print("facefit: warning: that threshold was calibrated with --flip/--subtract-mean, which compare "
-                      "does not apply; it may be off", markup=False)
-        err.print(f"threshold {threshold:.4f} ({cal.kind}) from {cal.source}", markup=False)
-    elif threshold is None:
-        threshold = net.contract.thresholds.get(distance)
     matrix = pairwise_distances(result.embeddings, metric=distance)
     print_distance_matrix(out, result.labels, result.paths, matrix, distance, threshold)
     if plot is not None:

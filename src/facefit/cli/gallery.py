@@ -56,22 +56,12 @@ def remember_model(gallery, model: str | None) -> None:  # noqa: ANN001
 
 
 def resolve_threshold(g, net, threshold: float | None, threshold_from: Path | None) -> tuple[float, str]:  # noqa: ANN001
-    """--threshold, else --threshold-from a metrics.json (same model, same metric), else the model's 1:N default."""
-    from facefit.errors import UsageError
+    """The 1:N threshold by the one policy (``facefit.models.thresholds``), labelled for the terminal."""
+    from facefit.models.thresholds import choose_threshold
 
-    if threshold is not None and threshold_from is not None:
-        raise UsageError("give --threshold or --threshold-from, not both")
-    if threshold is not None:
-        return threshold, "--threshold"
-    if threshold_from is not None:
-        from facefit.eval.calibration import load_calibration
-
-        cal = load_calibration(threshold_from, net.contract.id)
-        if cal.metric != g.metric:
-            raise UsageError(f"{threshold_from} was calibrated with the {cal.metric} distance; the gallery searches "
-                             f"with {g.metric}")
-        return cal.threshold, f"{cal.kind} from {cal.source}"
-    return g.default_threshold(), "the model's default"
+    chosen = choose_threshold(net.contract, "identify", metric=g.metric, given=threshold, given_source="--threshold",
+                              calibration=threshold_from)
+    return chosen.require(), chosen.source
 
 
 def _report(report, what: str) -> None:  # noqa: ANN001

@@ -189,10 +189,10 @@ def probe_groups(data: IdentityFolders, probes: list[Path]) -> tuple[dict[str, l
 
 
 def _fixed_threshold(contract: EmbeddingContract, metric: str, given: float | None) -> tuple[float | None, str]:
-    if given is not None:
-        return float(given), "--threshold"
-    own, source = contract.identification_threshold(metric)
-    return own, source if own is not None else f"{source} (pass --threshold)"
+    from facefit.models.thresholds import choose_threshold
+
+    chosen = choose_threshold(contract, "identify", metric=metric, given=given, given_source="the given threshold")
+    return chosen.value, chosen.source
 
 
 def evaluate_open_set(data: IdentityFolders, protocol: Protocol, models: list[tuple[str, FaceEmbedder]],

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, HTTPException, Query, status
+from fastapi import APIRouter, Form, Query
 
 from facefit.serve.deps import GalleryDep, State, read_upload
 from facefit.serve.faces import box_of, detect, one_face
@@ -39,17 +39,13 @@ def embed(state: State, form: Annotated[OneImage, Form()], q: Annotated[EmbedQue
 def verify(state: State, form: Annotated[TwoImages, Form()], q: Annotated[VerifyQuery, Query()]) -> VerifyResponse:
     """1:1: are the largest faces of the two photos the same person?"""
     from facefit.distances import paired_distances
+    from facefit.models.thresholds import choose_threshold
 
     contract = state.model.contract
     metric = contract.distance
-    threshold, source = q.threshold, "the request"
-    if threshold is None and state.settings.verify_threshold is not None:
-        threshold, source = state.settings.verify_threshold, "the server's setting"
-    if threshold is None:
-        threshold, source = contract.thresholds.get(metric), f"the model's {metric} threshold"
-    if threshold is None:
-        raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT,
-                            "the model carries no 1:1 threshold; pass ?threshold=")
+    chosen = choose_threshold(contract, "verify", given=q.threshold, given_source="the request",
+                              default=state.settings.verify_threshold, default_source="the server's setting")
+    threshold, source = chosen.require(), chosen.source  # none: a 422 that says what would give one
     a = one_face(state, read_upload(form.image_a, "image_a", state))
     b = one_face(state, read_upload(form.image_b, "image_b", state))
     emb = state.model.embed_faces([a, b])
@@ -63,18 +59,19 @@ def identify(state: State, gallery: GalleryDep, form: Annotated[OneImage, Form()
              q: Annotated[IdentifyQuery, Query()]) -> IdentifyResponse:
     """1:N, open set: each face of the photo is an enrolled person or unknown."""
     faces = detect(state, read_upload(form.image, "image", state), "all")[: state.settings.max_faces]
-    threshold = q.threshold if q.threshold is not None else state.settings.threshold
-    source = "the request" if q.threshold is not None else "the server's setting"
-
     emb = state.model.embed_faces(faces) if faces else None
 
     def search(g):  # noqa: ANN001, ANN202 - runs on the gallery's thread
         from facefit.gallery.store import GalleryError
+        from facefit.models.thresholds import choose_threshold
 
         # Emptied by DELETE, a gallery keeps its model but is as empty as a new one: the same 409.
         if g.contract is None or g.index().n_items == 0:  # the index is cached: no extra query
             raise GalleryError("the gallery is empty: enrol someone first (POST /persons/{name}/faces)")
-        limit, where = (threshold, source) if threshold is not None else (g.default_threshold(), "the model's own")
+        chosen = choose_threshold(g.contract, "identify", metric=g.metric, given=q.threshold,
+                                  given_source="the request", default=state.settings.threshold,
+                                  default_source="the server's setting")
+        limit, where = chosen.require(), chosen.source
         if emb is None:
             return g.metric, limit, where, []
         return g.metric, limit, where, g.identify(emb, state.model, threshold=limit, top_k=q.top_k)
