@@ -138,3 +138,37 @@ def test_health_is_ok_on_a_sound_gallery(tmp_path: Path, yale_dir: Path) -> None
         assert body["status"] == "ok" and (body["persons"], body["faces"]) == (2, 2) and body["detail"] is None
         assert np.isfinite(c.post("/identify", files={"image": _photo(yale_dir, "subject01/01_happy.png")})
                            .json()["faces"][0]["distance"])
+
+
+def test_health_answers_while_every_worker_thread_waits_on_uploads(tmp_path: Path, yale_dir: Path,
+                                                                  monkeypatch: pytest.MonkeyPatch) -> None:
+    """Starlette runs sync routes on at most 40 threads; uploads waiting for a decode slot can hold them all."""
+    import threading
+    from concurrent.futures import ThreadPoolExecutor
+    from contextlib import contextmanager
+
+    from facefit.serve.state import ServeState
+
+    release, waiting = threading.Event(), threading.Semaphore(0)
+    real_slot = ServeState.decode_slot
+
+    @contextmanager
+    def stuck_slot(self: ServeState):  # noqa: ANN202 - every slot busy until released
+        waiting.release()
+        release.wait(60)
+        with real_slot(self) as aligner:
+            yield aligner
+
+    monkeypatch.setattr(ServeState, "decode_slot", stuck_slot)
+    photo = _photo(yale_dir, "subject01/01_normal.png")
+    with TestClient(create_app(ServeSettings(gallery=str(tmp_path / "g.sqlite")))) as c, \
+            ThreadPoolExecutor(46) as pool:  # one thread over, for the /health call
+        try:
+            pending = [pool.submit(c.post, "/embed", files={"image": photo}) for _ in range(45)]
+            for _ in range(40):  # the whole thread pool is taken
+                assert waiting.acquire(timeout=60)
+            answered = pool.submit(c.get, "/health").result(timeout=30)
+            assert answered.status_code == 200 and answered.json()["status"] == "ok"
+        finally:
+            release.set()
+        assert all(p.result(timeout=120).status_code == 200 for p in pending)

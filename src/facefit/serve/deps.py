@@ -13,7 +13,8 @@ from facefit.io.images import ImageBytes
 from facefit.serve.state import GalleryWorker, ServeState
 
 
-def get_state(request: Request) -> ServeState:
+async def get_state(request: Request) -> ServeState:
+    # async: a sync dependency takes a worker thread, and /health must answer when none is free.
     return request.app.state.facefit
 
 
