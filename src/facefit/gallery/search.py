@@ -13,6 +13,7 @@ import glob
 import io
 import json
 import os
+import zipfile
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
@@ -203,6 +204,10 @@ def open_person_index(store: GalleryStore, contract_id: str, metric: str, settin
     fresh = _update(store, cached, metric, settings) if cached is not None else None
     if fresh is None:
         fresh = _rebuild(store, metric, settings)
+        if cache is not None and cache.exists():
+            # The old cache may hold faces removed since through the store alone (``Gallery`` erases it at
+            # once) or written by an older facefit that masked removals: overwrite it, not just replace it.
+            _try_scrub(cache)
     fresh.revision = revision
     # Not when the gallery changed meanwhile: a removal that erased the cache must not see it written back.
     if cache is not None and len(fresh.faces) and store.revision() == revision:
@@ -285,6 +290,13 @@ def scrub_file(path: Path) -> None:
     path.unlink()
 
 
+def _try_scrub(path: Path) -> None:
+    try:
+        scrub_file(path)
+    except OSError:
+        pass  # a read-only gallery folder: nothing facefit writes can be there either
+
+
 def _save(path: Path, key: dict, c: _Cached) -> None:
     from facefit.io.files import atomic_path
 
@@ -313,5 +325,5 @@ def _load(path: Path, key: dict, settings: SearchSettings) -> _Cached | None:
                 index = ExactIndex.from_bytes(blob, int(z["dim"]))
             names = json.loads(z["names"].tobytes().decode())
             return _Cached(int(z["revision"]), index, z["person"], z["faces"], names)
-    except (OSError, ValueError, KeyError, json.JSONDecodeError):
+    except (OSError, ValueError, KeyError, json.JSONDecodeError, zipfile.BadZipFile):
         return None  # unreadable or from another version: rebuild it
