@@ -17,6 +17,7 @@ import pytest
 from tests.reliability.cli_run import cli
 
 from facefit.gallery.gallery import Gallery
+from facefit.gallery.search import SearchSettings
 
 GONE = "Erase Me Powell"
 KEPT = {"Kept Blair": "Tony_Blair", "Kept Bush": "George_W_Bush"}
@@ -48,9 +49,9 @@ def _photos(lfw: Path, folder: str, n: int = 2) -> list[Path]:
     return sorted((lfw / folder).glob("*.jpg"))[:n]
 
 
-def _enrol(gallery_path: Path, lfw: Path, model) -> Traces:  # noqa: ANN001
+def _enrol(gallery_path: Path, lfw: Path, model, settings: SearchSettings | None = None) -> Traces:  # noqa: ANN001
     """Enrol three LFW persons, search once (writing the index cache) and note what GONE left behind."""
-    with Gallery.open(gallery_path) as g:
+    with Gallery.open(gallery_path, settings=settings) as g:
         report = g.add(GONE, _photos(lfw, "Colin_Powell"), model)
         assert len(report.added) == 2, report.failures
         for name, folder in KEPT.items():
@@ -140,6 +141,30 @@ def test_rest_delete_erases_every_file(tmp_path: Path, lfw: Path, model) -> None
     _after_removal(path, lfw, model, remove)
 
 
+@pytest.mark.parametrize("kind", ["ivf", "hnsw"])
+def test_approximate_indexes_are_erased_too(tmp_path: Path, lfw: Path, model, kind: str,  # noqa: ANN001
+                                            monkeypatch: pytest.MonkeyPatch) -> None:
+    """IVF deletes the removed vectors from its lists in place; an HNSW graph cannot, so it is rebuilt."""
+    pytest.importorskip("faiss")
+    import facefit.gallery.search as search
+
+    path = tmp_path / "g.sqlite"
+    settings = SearchSettings(index=kind)
+    traces = _enrol(path, lfw, model, settings)
+    with Gallery.open(path, settings=settings) as g:  # so that GONE's two faces are under a fifth of them
+        for folder in ("Hans_Blix", "Jean_Chretien"):
+            assert len(g.add(folder, _photos(lfw, folder, 4), model, face="largest").added) == 4
+        g.index()
+    builds = []
+    real_build = search._build
+    monkeypatch.setattr(search, "_build", lambda v, s: builds.append(len(v)) or real_build(v, s))
+    with Gallery.open(path, settings=settings) as g:
+        g.remove(GONE)
+        assert g.index().index.kind == kind
+    assert builds == ([] if kind == "ivf" else [12])  # hnsw: rebuilt over the 12 faces left
+    assert traces.found_in(tmp_path) == []
+
+
 def test_a_half_written_cache_is_erased_too(tmp_path: Path, lfw: Path, model) -> None:  # noqa: ANN001
     path = tmp_path / "g.sqlite"
     traces = _enrol(path, lfw, model)
@@ -210,7 +235,7 @@ def test_the_index_cache_is_erased_even_when_the_wal_stays_busy(tmp_path: Path, 
     from facefit.gallery.store import GalleryError
 
     path = tmp_path / "g.sqlite"
-    _enrol(path, lfw, model)
+    traces = _enrol(path, lfw, model)
 
     def busy(self: SQLiteStore) -> None:
         raise GalleryError("removed, but another process kept reading the gallery")
@@ -218,7 +243,8 @@ def test_the_index_cache_is_erased_even_when_the_wal_stays_busy(tmp_path: Path, 
     monkeypatch.setattr(SQLiteStore, "_forget", busy)
     with Gallery.open(path) as g, pytest.raises(GalleryError, match="kept reading"):
         g.remove(GONE)
-    assert not Path(str(path) + ".index.npz").exists()
+    # The WAL still holds the old pages (that is what the error says); the cache holds nothing of GONE.
+    assert [h for h in traces.found_in(tmp_path) if not h.startswith("g.sqlite-wal")] == []
     with Gallery.open(path) as g:  # an unknown name changes nothing and erases nothing
         g.identify(model.embed_faces(_faces(_photos(lfw, "Tony_Blair", 3)[-1:], model)), model)
         with pytest.raises(GalleryError):

@@ -193,10 +193,20 @@ class Gallery:
 
     def _erased(self) -> None:
         """After a removal: the store has overwritten the rows (SQLite: secure_delete, WAL truncated); the
-        search index in memory and its cache file beside the gallery hold the vectors and names too."""
-        from facefit.gallery.search import erase_cache
+        search index and its cache file beside the gallery hold the vectors and names too. The index is
+        updated now, which takes the removed faces out of it and overwrites the old cache file (see
+        ``search.open_person_index``); when it cannot be, the cache file is erased and the next search
+        rebuilds it."""
+        from facefit.gallery.search import erase_cache, erase_leftovers
 
         self._index = None
+        try:
+            if self.contract is not None and self.store.counts()[1] > 0:
+                self.index()
+                erase_leftovers(self.store)
+                return
+        except FacefitError:
+            pass  # e.g. faiss missing: the next search says so; the copies are erased all the same
         erase_cache(self.store)
 
     # -- search ------------------------------------------------------------------------------------

@@ -17,6 +17,7 @@ import numpy as np
 from facefit.errors import FacefitError
 
 QUERY_CHUNK = 256  # queries per matrix product: bounds memory at 256 x N distances
+FAR = 1e6  # what a removed face's row of an exact index becomes: farther than any face, and not its vector
 
 
 @runtime_checkable
@@ -31,8 +32,12 @@ class VectorIndex(Protocol):
 
     def to_bytes(self) -> np.ndarray: ...
 
-    def add(self, vectors: np.ndarray) -> None:
-        """Append vectors (their positions follow the existing ones)."""
+    def add(self, vectors: np.ndarray, first: int | None = None) -> None:
+        """Append vectors at positions ``first``, ``first + 1``, ... (default: after the existing ones)."""
+
+    def remove(self, positions: np.ndarray) -> bool:
+        """Take these positions' vectors out of the index (the others keep their positions); False when the
+        kind of index cannot, and must be rebuilt instead."""
 
 
 def _as_queries(queries: np.ndarray, dim: int) -> np.ndarray:
@@ -77,10 +82,20 @@ class ExactIndex:
             dist[s : s + len(qc), :kk] = np.take_along_axis(pd, order, axis=1)
         return dist, pos
 
-    def add(self, vectors: np.ndarray) -> None:
+    def add(self, vectors: np.ndarray, first: int | None = None) -> None:
+        _check_first(first, len(self))
         extra = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
         self.vectors = np.concatenate([self.vectors, extra])
         self._sq = np.concatenate([self._sq, np.einsum("ij,ij->i", extra, extra)])
+
+    def remove(self, positions: np.ndarray) -> bool:
+        """Overwrite the rows: the removed vectors' bytes are gone, and the rows never come before a real face."""
+        rows = np.asarray(positions, np.int64)
+        if not self.vectors.flags.writeable:
+            self.vectors = self.vectors.copy()
+        self.vectors[rows] = FAR
+        self._sq[rows] = np.einsum("ij,ij->i", self.vectors[rows], self.vectors[rows])
+        return True
 
     def to_bytes(self) -> np.ndarray:
         return self.vectors.view(np.uint8).reshape(-1)
@@ -88,6 +103,11 @@ class ExactIndex:
     @classmethod
     def from_bytes(cls, blob: np.ndarray, dim: int) -> ExactIndex:
         return cls(np.asarray(blob, np.uint8).view(np.float32).reshape(-1, dim))
+
+
+def _check_first(first: int | None, size: int) -> None:
+    if first is not None and first != size:
+        raise FacefitError(f"this index appends at position {size}, not {first}")
 
 
 def _faiss():  # noqa: ANN202
@@ -162,8 +182,16 @@ class IVFIndex:
     def search(self, queries: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
         return _faiss_search(self._index, _as_queries(queries, self.dim), k)
 
-    def add(self, vectors: np.ndarray) -> None:
-        self._index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+    def add(self, vectors: np.ndarray, first: int | None = None) -> None:
+        # Explicit ids: after a removal, faiss' own numbering (from ntotal) would reuse taken positions.
+        x = np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim)
+        start = len(self) if first is None else int(first)
+        self._index.add_with_ids(x, np.arange(start, start + len(x), dtype=np.int64))
+
+    def remove(self, positions: np.ndarray) -> bool:
+        """Delete the vectors from their inverted lists (the lists are compacted, nothing of them is kept)."""
+        self._index.remove_ids(_faiss().IDSelectorBatch(np.asarray(positions, np.int64)))
+        return True
 
     def to_bytes(self) -> np.ndarray:
         return _faiss().serialize_index(self._index)
@@ -223,8 +251,12 @@ class HNSWIndex:
         finally:
             self.ef_search = saved
 
-    def add(self, vectors: np.ndarray) -> None:
+    def add(self, vectors: np.ndarray, first: int | None = None) -> None:
+        _check_first(first, len(self))
         self._index.add(np.ascontiguousarray(vectors, dtype=np.float32).reshape(-1, self.dim))
+
+    def remove(self, positions: np.ndarray) -> bool:
+        return False  # a graph cannot drop a node: the index is rebuilt
 
     def to_bytes(self) -> np.ndarray:
         return _faiss().serialize_index(self._index)

@@ -23,7 +23,7 @@ from facefit.gallery.index import ExactIndex, HNSWIndex, IVFIndex, VectorIndex
 from facefit.gallery.records import Identification, Match
 from facefit.gallery.store import GalleryError, GalleryStore, NativeSearch
 
-CACHE_FORMAT = 2
+CACHE_FORMAT = 3  # 3: removed faces' vectors are taken out of the index, not only masked
 
 
 class Aggregation(enum.StrEnum):
@@ -183,11 +183,15 @@ class _Cached:
     person: np.ndarray
     faces: np.ndarray
     names: list[str]
+    erased: bool = False  # faces were taken out of ``index``: the file it came from still holds them
+
+
+MAX_MASKED = 0.2  # rebuild a compact index once this share of its positions are removed faces
 
 
 def open_person_index(store: GalleryStore, contract_id: str, metric: str, settings: SearchSettings) -> PersonIndex:
-    """The gallery's person index: from the cache file when current, updated when faces were only added or a
-    few removed, else rebuilt; the result is cached again."""
+    """The gallery's person index: from the cache file when current, updated when faces were added or a few
+    removed, else rebuilt; the result is cached again, and a cache that held removed faces is overwritten."""
     if isinstance(store, NativeSearch) and settings.aggregation is Aggregation.best:
         ids, face_names = store.face_persons()
         names, person = _group(ids, face_names)
@@ -204,10 +208,9 @@ def open_person_index(store: GalleryStore, contract_id: str, metric: str, settin
     fresh = _update(store, cached, metric, settings) if cached is not None else None
     if fresh is None:
         fresh = _rebuild(store, metric, settings)
-        if cache is not None and cache.exists():
-            # The old cache may hold faces removed since through the store alone (``Gallery`` erases it at
-            # once) or written by an older facefit that masked removals: overwrite it, not just replace it.
-            _try_scrub(cache)
+        fresh.erased = True  # what the old cache held is unknown (another version, other settings)
+    if fresh.erased and cache is not None and cache.exists():
+        _try_scrub(cache)  # a replaced file's blocks would keep the removed faces: overwrite it first
     fresh.revision = revision
     # Not when the gallery changed meanwhile: a removal that erased the cache must not see it written back.
     if cache is not None and len(fresh.faces) and store.revision() == revision:
@@ -228,34 +231,41 @@ def _rebuild(store: GalleryStore, metric: str, settings: SearchSettings) -> _Cac
 
 
 def _update(store: GalleryStore, cached: _Cached, metric: str, settings: SearchSettings) -> _Cached | None:
-    """Add the new faces to the cached index when only faces were added (or persons renamed); None means rebuild.
+    """Add new faces to the cached index and take removed ones out of it, when that is safe; None means rebuild.
 
     An HNSW graph over a million faces takes minutes to build; enrolling one more
-    person must not cost that. A removal always rebuilds: a removed face's vector must not
-    stay in the index, nor in the cache file written from it. Templates (``mean``) change
-    with every face, so they are rebuilt.
+    person must not cost that. A removed face's vector leaves the index (exact: its row is
+    overwritten; IVF: it is deleted from its list) and its position stays, unused; a graph
+    cannot drop a node, so HNSW is rebuilt. Templates (``mean``) change with every face,
+    so they are rebuilt.
     """
     vectors_revision = getattr(store, "vectors_revision", None)
     if (settings.aggregation is not Aggregation.best or vectors_revision is None
             or cached.revision < vectors_revision() or not hasattr(store, "vectors_for")):
         return None
     ids, face_names = store.face_persons()
-    if not np.isin(cached.faces, ids).all():
-        return None
-    new_ids = ids[~np.isin(ids, cached.faces)]
+    live = cached.person >= 0
+    kept = live & np.isin(cached.faces, ids)
+    removed = np.flatnonzero(live & ~kept)
+    # A face id SQLite handed out again after a removal is a new face, not the unused position's.
+    new_ids = ids[~np.isin(ids, cached.faces[kept])]
     total = len(cached.faces) + len(new_ids)
-    if settings.resolve_kind(total) != cached.index.kind:
+    if (~kept).sum() > MAX_MASKED * max(1, len(cached.faces)) or settings.resolve_kind(total) != cached.index.kind:
         return None
     if isinstance(cached.index, IVFIndex) and total > 2 * cached.index.trained_for:
         return None  # the cells were trained for a gallery under half this size: retrain them
+    if len(removed) and not cached.index.remove(removed):
+        return None
     if len(new_ids):
-        cached.index.add(search_vectors(store.vectors_for(new_ids), metric))
+        cached.index.add(search_vectors(store.vectors_for(new_ids), metric), first=len(cached.faces))
     faces = np.concatenate([cached.faces, new_ids])
+    alive = np.concatenate([kept, np.ones(len(new_ids), bool)])
     owner = dict(zip(ids.tolist(), face_names))
     names = sorted(set(face_names))
     where = {n: i for i, n in enumerate(names)}
-    person = np.fromiter((where[owner[f]] for f in faces.tolist()), np.int64, len(faces))
-    return _Cached(0, cached.index, person, faces, names)
+    person = np.fromiter((where[owner[f]] if a else -1 for f, a in zip(faces.tolist(), alive)), np.int64,
+                         len(faces))
+    return _Cached(0, cached.index, person, faces, names, erased=len(removed) > 0)
 
 
 def erase_cache(store: GalleryStore) -> None:
@@ -267,7 +277,22 @@ def erase_cache(store: GalleryStore) -> None:
     cache = cache_path_for(store)
     if cache is None:
         return
-    for path in [cache, *cache.parent.glob(f".{glob.escape(cache.name)}.*")]:  # atomic_path's temporaries
+    _scrub_all([cache, *_leftovers(cache)])
+
+
+def erase_leftovers(store: GalleryStore) -> None:
+    """Overwrite and delete copies of the cached index left half-written by a process killed while saving."""
+    cache = cache_path_for(store)
+    if cache is not None:
+        _scrub_all(_leftovers(cache))
+
+
+def _leftovers(cache: Path) -> list[Path]:
+    return list(cache.parent.glob(f".{glob.escape(cache.name)}.*"))  # atomic_path's temporaries
+
+
+def _scrub_all(paths: list[Path]) -> None:
+    for path in paths:
         try:
             scrub_file(path)
         except OSError as exc:
