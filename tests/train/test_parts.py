@@ -23,7 +23,9 @@ from facefit.train.step import epoch_order
 
 def test_config_defaults_and_overrides(tmp_path: Path) -> None:
     cfg = load_config()
-    assert cfg.base == "dlib-resnet" and cfg.loss.kind == "arcface" and cfg.loss.margin == 0.15
+    # The default base is SFace, with its recipe: 3 epochs, ArcFace margin 0.3, frozen BatchNorm statistics.
+    assert cfg.base == "sface" and cfg.loss.kind == "arcface" and cfg.loss.margin == 0.3
+    assert cfg.optim.epochs == 3 and cfg.guard.bn == "frozen" and not cfg.standardize
     assert cfg.guard.freeze_stages == 3 and cfg.guard.distill_weight == 10 and cfg.optim.layer_lr == "flat"
     assert cfg.optim.time_budget_min == 30 and cfg.data.held_out == 0.1
     f = tmp_path / "c.yaml"

@@ -8,6 +8,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
+from facefit.cli.options import ModelOpt
 from facefit.defaults import DEFAULT_MODEL
 from facefit.stream import DEFAULT_DETECT_EVERY
 
@@ -25,7 +26,7 @@ def bench_stream(
     faces_from: Annotated[Path | None, typer.Option("--faces-from", help="A folder with one sub-folder of photos "
                                                     "per person (default: lfw/images in $FACEFIT_DATA or "
                                                     "../shared/data).", show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL,
     json_out: BenchJsonOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:

@@ -8,10 +8,13 @@ import sys
 from collections.abc import Iterator, Sequence
 from contextlib import contextmanager
 from pathlib import Path
-from typing import Annotated
+from typing import TYPE_CHECKING, Annotated
 
 import typer
 from rich.console import Console
+
+if TYPE_CHECKING:
+    from facefit.data.folders import IdentityFolders
 
 
 def _width(stream) -> int | None:  # noqa: ANN001
@@ -133,3 +136,19 @@ def write_failures(path: Path, failures: Sequence[tuple[str, str]]) -> None:
 
     lines = ["path\treason"] + [f"{p}\t{r}" for p, r in failures]
     write_text_atomic(path, "\n".join(lines) + "\n")
+
+
+def report_scan(data: IdentityFolders, metadata: Path | None) -> None:
+    """Warn about everything a data set scan passed over, so nothing vanishes silently (pairs, eval-1n)."""
+    if data.skipped:
+        warn(f"skipping {len(data.skipped)} file(s) that are not images in person folders, e.g. {data.skipped[0]}")
+    if data.empty:
+        warn(f"{len(data.empty)} person folder(s) contain no image, e.g. {data.empty[0]}")
+    if note := data.bad_name_note():
+        warn(note)
+    if note := data.link_note():
+        warn(note)
+    if metadata is not None and data.unmatched_metadata:
+        warn(f"{data.unmatched_metadata} metadata row(s) in {metadata} match no image")
+    if metadata is not None and not data.metadata:
+        warn(f"no row of {metadata} matches an image under {data.root}")

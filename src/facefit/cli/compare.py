@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, EvalMetric, Faces, distance_threshold, err, out, report_failures
+from facefit.cli.options import EXIT_PARTIAL, ModelOpt
 from facefit.defaults import DEFAULT_MODEL
-
-EXIT_PARTIAL = 3
 
 
 def compare(
@@ -20,7 +19,7 @@ def compare(
                                                                 "similarity.")] = EvalMetric.auto,
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save the matrix as a heat map (PNG/SVG/PDF).",
                                               show_default=False)] = None,
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name or path.")] = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL,
     faces: Annotated[Faces, typer.Option("--faces", help="Faces to take from each image.")] = Faces.largest,
     detector: DetectorOpt = Detector.model,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips.")] = False,

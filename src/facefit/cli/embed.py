@@ -8,17 +8,15 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, Faces, err, info, progress_bar, report_failures, write_failures
+from facefit.cli.options import EXIT_PARTIAL, ModelOpt
 from facefit.defaults import DEFAULT_MODEL
-
-EXIT_PARTIAL = 3
 
 
 def embed(
     inputs: Annotated[list[Path], typer.Argument(help="Image files and/or folders (searched recursively).",
                                                  show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file.", show_default=False)],
-    model: Annotated[str, typer.Option("--model", "-m", help="Model name or path (folder or dlib .dat).")]
-    = DEFAULT_MODEL,
+    model: ModelOpt = DEFAULT_MODEL,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips: skip detection.")]
     = False,
     faces: Annotated[Faces, typer.Option("--faces", help="Which faces to keep from each image.")] = Faces.all,

@@ -20,18 +20,7 @@ from facefit.cli.common import (
     progress_bar,
     warn,
 )
-
-
-def _labels(names: list[str]) -> list[str]:
-    labels: list[str] = []
-    for n in names:
-        p = Path(n)
-        base = p.name if (p.exists() or "/" in n) else n
-        label, k = base, 2
-        while label in labels:
-            label, k = f"{base}-{k}", k + 1
-        labels.append(label)
-    return labels
+from facefit.cli.options import ModelsOpt
 
 
 def eval_command(
@@ -42,8 +31,7 @@ def eval_command(
                                                                      "(path_a,path_b,same[,fold],...); not with a "
                                                                      ".bin, which holds its own pairs.",
                                                show_default=False)] = None,
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to compare "
-                                                                           "(the first is the baseline).")] = None,
+    model: ModelsOpt = None,
     metric: Annotated[EvalMetric, typer.Option("--metric", help="auto: each model's own distance (dlib-resnet: "
                                                                 "euclidean; fine-tuned models: cosine); euclidean "
                                                                 "(L2 on raw embeddings); cosine (1 - cos).")]
@@ -70,6 +58,7 @@ def eval_command(
 
     from facefit.data.pairs import read_pairs
     from facefit.defaults import default_model
+    from facefit.eval.labels import model_labels
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
     from facefit.io.assets import cache_dir
@@ -88,7 +77,7 @@ def eval_command(
     for line in pair_set.warnings:
         warn(line)
     names = model or [default_model()]
-    models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
+    models = [(label, create_model(n)) for label, n in zip(model_labels(names), names)]
     options = EvalOptions(metric=metric.value, flip=flip, subtract_mean=subtract_mean, n_folds=folds,
                           detector=detector.name_or_none, workers=workers)
     info(f"{len(pair_set)} pairs over {len(pair_set.images())} images, {len(pair_set.folds)} folds; "

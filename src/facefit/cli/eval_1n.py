@@ -20,7 +20,9 @@ from facefit.cli.common import (
     info,
     out,
     progress_bar,
+    report_scan,
 )
+from facefit.cli.options import ModelsOpt
 
 if TYPE_CHECKING:  # only for type hints: importing them for real would slow down ``facefit --help``
     from facefit.eval.open_set import OpenSetRun
@@ -35,8 +37,7 @@ def eval_1n_command(
     root: Annotated[Path, typer.Argument(help="Folder with one sub-folder of images per person.",
                                          show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder.", show_default=False)],
-    model: Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to compare "
-                                                                           "(the first is the baseline).")] = None,
+    model: ModelsOpt = None,
     metadata: Annotated[Path | None, typer.Option("--metadata", help="CSV of per-image attributes ('path' or "
                                                                      "'file' column) for subgroups.",
                                                   show_default=False)] = None,
@@ -83,10 +84,9 @@ def eval_1n_command(
     import shlex
     import sys
 
-    from facefit.cli.eval import _labels
-    from facefit.cli.pairs import _report_scan
     from facefit.data.folders import IdentityFolders
     from facefit.defaults import default_model
+    from facefit.eval.labels import model_labels
     from facefit.eval.open_set import ProtocolOptions, evaluate_open_set, make_protocol
     from facefit.eval.report_1n import write_report_1n
     from facefit.eval.run import EvalOptions
@@ -97,7 +97,7 @@ def eval_1n_command(
 
     check_report_dir(out_dir, overwrite)
     data = IdentityFolders.scan(root, metadata=metadata)
-    _report_scan(data, metadata)
+    report_scan(data, metadata)
     protocol = make_protocol(data, ProtocolOptions(enrol=enrol, strangers=strangers, persons=persons,
                                                    probes_per_person=probes_per_person, min_probes=min_probes,
                                                    seed=seed))
@@ -105,7 +105,7 @@ def eval_1n_command(
         info(f"note: {note}")
     c = protocol.counts()
     names = model or [default_model()]
-    models = [(label, create_model(n)) for label, n in zip(_labels(names), names)]
+    models = [(label, create_model(n)) for label, n in zip(model_labels(names), names)]
     info(f"{c['gallery_persons']} gallery persons ({c['enrolled_images']} enrolled images), {c['mated_probes']} "
          f"mated probes, {c['stranger_persons']} strangers ({c['nonmated_probes']} probes); "
          f"models: {', '.join(lb for lb, _ in models)}")

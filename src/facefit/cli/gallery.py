@@ -9,25 +9,13 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, err, info, out, progress_bar, report_failures, warn
-
-EXIT_PARTIAL = 3
+from facefit.cli.options import EXIT_PARTIAL, GalleryModelOpt, GalleryOpt, JsonOpt
 
 gallery_app = typer.Typer(
     help="Register people's faces for 1:N identification. The gallery is --gallery PATH (a SQLite file or a "
          "postgresql:// URL), else $FACEFIT_GALLERY, else ~/.local/share/facefit/gallery.sqlite.",
     no_args_is_help=True,
 )
-
-GalleryOpt = Annotated[str | None, typer.Option("--gallery", "-g", help="Gallery file or postgresql:// URL "
-                                                "(default: $FACEFIT_GALLERY, else a per-user file).",
-                                                show_default=False)]
-ModelOpt = Annotated[str | None, typer.Option("--model", "-m", help="Model name or path (default: the gallery's "
-                                              "model, or dlib-resnet for a new gallery).", show_default=False)]
-JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a table.")]
-ThresholdFromOpt = Annotated[Path | None, typer.Option("--threshold-from", help="Use the threshold calibrated at "
-                                                       "FAR 1e-3 in an evaluation's metrics.json.",
-                                                       show_default=False)]
-
 
 def open_gallery(location: str | None, *, create: bool = False, **settings):  # noqa: ANN003, ANN201
     from facefit.gallery.gallery import Gallery
@@ -84,7 +72,7 @@ def add(
     images: Annotated[list[Path], typer.Argument(help="Photos of this person (files or folders).",
                                                  show_default=False)],
     gallery: GalleryOpt = None,
-    model: ModelOpt = None,
+    model: GalleryModelOpt = None,
     face: Annotated[str | None, typer.Option("--face", help="For photos with several faces: largest, center or a "
                                              "number (0 = leftmost). Without it such photos are refused.",
                                              show_default=False)] = None,
@@ -121,7 +109,7 @@ def add(
 def add_folder(
     root: Annotated[Path, typer.Argument(help="ROOT/<person>/<photos>: one folder per person.", show_default=False)],
     gallery: GalleryOpt = None,
-    model: ModelOpt = None,
+    model: GalleryModelOpt = None,
     face: Annotated[str | None, typer.Option("--face", help="For photos with several faces: largest, center or a "
                                              "number (0 = leftmost).", show_default=False)] = None,
     detector: DetectorOpt = Detector.model,

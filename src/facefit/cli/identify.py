@@ -8,9 +8,8 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, distance_threshold, info, out, report_failures
-from facefit.cli.gallery import GalleryOpt, JsonOpt, ThresholdFromOpt, gallery_model, open_gallery, resolve_threshold
-
-EXIT_PARTIAL = 3
+from facefit.cli.gallery import gallery_model, open_gallery, resolve_threshold
+from facefit.cli.options import EXIT_PARTIAL, GalleryModelOpt, GalleryOpt, JsonOpt, ThresholdFromOpt
 
 
 def identify(
@@ -26,8 +25,7 @@ def identify(
                                            "mean template (best|mean).")] = "best",
     index: Annotated[str, typer.Option("--index", help="auto (exact below 200k faces, IVF above), exact, ivf "
                                        "(faiss inverted lists) or hnsw (faiss graph).")] = "auto",
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model (default: the gallery's).",
-                                              show_default=False)] = None,
+    model: GalleryModelOpt = None,
     detector: DetectorOpt = Detector.model,
     json_out: JsonOpt = False,
 ) -> None:

@@ -41,7 +41,7 @@ def import_command(
         info(f"wrote {result.images} images of {result.persons} persons to {out}")
         info(f"next: facefit train {q} --out RUN")
         if result.failures:
-            from facefit.cli.embed import EXIT_PARTIAL
+            from facefit.cli.options import EXIT_PARTIAL
 
             raise typer.Exit(EXIT_PARTIAL)
     else:

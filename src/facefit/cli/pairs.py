@@ -7,10 +7,9 @@ from typing import TYPE_CHECKING, Annotated
 
 import typer
 
-from facefit.cli.common import info, warn
+from facefit.cli.common import info, report_scan
 
 if TYPE_CHECKING:  # only for type hints: importing them for real would slow down ``facefit --help``
-    from facefit.data.folders import IdentityFolders
     from facefit.data.pairgen import PairPlan
 
 
@@ -44,7 +43,7 @@ def pairs_command(
     if metadata is not None:
         check_not_input(out, [metadata], what="the metadata file")
     data = IdentityFolders.scan(root, metadata=metadata)
-    _report_scan(data, metadata)
+    report_scan(data, metadata)
     plan = make_pairs(data, n_folds=folds, n_pos=pos, n_neg=neg, seed=seed, group_by=group_by)
     for note in plan.notes:
         info(f"note: {note}")
@@ -54,22 +53,6 @@ def pairs_command(
     if group_by:
         _report_groups(plan, group_by)
     info(f"next: facefit eval {shlex.quote(str(root))} --pairs {shlex.quote(str(out))} --out REPORT_DIR")
-
-
-def _report_scan(data: IdentityFolders, metadata: Path | None) -> None:
-    """Warn about everything the scan passed over, so nothing vanishes silently."""
-    if data.skipped:
-        warn(f"skipping {len(data.skipped)} file(s) that are not images in person folders, e.g. {data.skipped[0]}")
-    if data.empty:
-        warn(f"{len(data.empty)} person folder(s) contain no image, e.g. {data.empty[0]}")
-    if note := data.bad_name_note():
-        warn(note)
-    if note := data.link_note():
-        warn(note)
-    if metadata is not None and data.unmatched_metadata:
-        warn(f"{data.unmatched_metadata} metadata row(s) in {metadata} match no image")
-    if metadata is not None and not data.metadata:
-        warn(f"no row of {metadata} matches an image under {data.root}")
 
 
 def _report_groups(plan: PairPlan, group_by: str) -> None:

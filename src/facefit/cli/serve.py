@@ -7,15 +7,14 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, distance_threshold, info
-from facefit.cli.gallery import GalleryOpt
+from facefit.cli.options import GalleryModelOpt, GalleryOpt
 
 INSTALL_HINT = "facefit serve needs the [serve] extra: pip install 'facefit[serve]'"
 
 
 def serve(
     gallery: GalleryOpt = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model name or path (default: the gallery's, "
-                                              "else dlib-resnet).", show_default=False)] = None,
+    model: GalleryModelOpt = None,
     no_gallery: Annotated[bool, typer.Option("--no-gallery", help="Serve /verify and /embed only.")] = False,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")]
     = "127.0.0.1",

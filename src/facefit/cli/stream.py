@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import distance_threshold, info, warn
-from facefit.cli.gallery import ThresholdFromOpt
+from facefit.cli.options import GalleryModelOpt, GalleryOpt, ThresholdFromOpt
 from facefit.stream import DEFAULT_DETECT_EVERY
 
 EXIT_INTERRUPTED = 130
@@ -26,11 +26,8 @@ class TrackerKind(enum.StrEnum):
 def stream(
     source: Annotated[str, typer.Argument(help="A webcam index (0, 1, ...), a video file, or an rtsp:// or "
                                           "http(s):// stream URL.", show_default=False)],
-    gallery: Annotated[str | None, typer.Option("--gallery", "-g", help="Gallery file or postgresql:// URL "
-                                                "(default: $FACEFIT_GALLERY, else a per-user file).",
-                                                show_default=False)] = None,
-    model: Annotated[str | None, typer.Option("--model", "-m", help="Model (default: the gallery's).",
-                                              show_default=False)] = None,
+    gallery: GalleryOpt = None,
+    model: GalleryModelOpt = None,
     threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
                                                     help="Accept a match at this distance or less "
                                                     "(default: the model's own).", show_default=False)] = None,
