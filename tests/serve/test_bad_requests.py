@@ -120,11 +120,11 @@ def test_an_emptied_gallery_is_as_empty_as_a_new_one(client: TestClient, yale_di
     assert (emptied.status_code, emptied.json()) == (new.status_code, new.json())
 
 
-def test_the_api_key_is_checked_first_and_guards_the_docs(tmp_path: Path) -> None:
+def test_the_api_key_is_checked_first_and_the_docs_offer_it(tmp_path: Path) -> None:
     settings = ServeSettings(gallery=str(tmp_path / "g.sqlite"), api_key="s3cr3t")
     key = {"Authorization": "Bearer s3cr3t"}
     with TestClient(create_app(settings)) as c:
-        for path in ("/docs", "/openapi.json", "/redoc", "/model", "/persons", "/no-such-page"):
+        for path in ("/model", "/persons", "/persons/x/faces/1/crop", "/no-such-page", "/ui/../model"):
             r = c.get(path)
             assert r.status_code == 401 and r.headers["www-authenticate"] == "Bearer", path
             assert "API key" in r.json()["detail"]
@@ -132,8 +132,12 @@ def test_the_api_key_is_checked_first_and_guards_the_docs(tmp_path: Path) -> Non
         bad = c.post("/identify", content=b"--x\r\nnot multipart", headers={"content-type": "multipart/form-data"})
         assert bad.status_code == 401, bad.text
         assert c.get("/health").status_code == 200
+        # The API's description is open, so /docs loads and its Authorize button takes the key.
+        doc = c.get("/openapi.json").json()
+        assert doc["components"]["securitySchemes"]["bearer"]["scheme"] == "bearer"
+        assert doc["security"] == [{"bearer": []}] and doc["paths"]["/health"]["get"]["security"] == []
+        assert c.get("/docs").status_code == 200
         assert c.get("/openapi.json", headers=key).json()["info"]["title"] == "facefit"
-        assert c.get("/docs", headers=key).status_code == 200
         assert c.get("/persons", headers={"Authorization": "Bearer s3cr3"}).status_code == 401
 
 

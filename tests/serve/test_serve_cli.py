@@ -45,8 +45,10 @@ def test_the_server_answers_over_http(tmp_path: Path, yale_dir: Path) -> None:
         assert httpx.post(f"{base}/verify", files=files, timeout=60).status_code == 401  # the key came from the env
         r = httpx.post(f"{base}/verify", files=files, headers=head, timeout=60)
         assert r.status_code == 200 and r.json()["same"] is True
-        assert httpx.get(f"{base}/openapi.json", timeout=10).status_code == 401  # the docs need the key too
-        assert httpx.get(f"{base}/openapi.json", headers=head, timeout=10).json()["info"]["title"] == "facefit"
+        assert httpx.get(f"{base}/model", timeout=10).status_code == 401
+        assert httpx.get(f"{base}/model", headers=head, timeout=10).json()["id"]
+        assert "securitySchemes" in httpx.get(f"{base}/openapi.json", timeout=10).json()["components"]
+        assert httpx.get(f"{base}/", timeout=10).headers["content-type"].startswith("text/html")
         # The key is checked before the body is read: an anonymous bad body is a 401, not a parse error.
         bad = httpx.post(f"{base}/identify", content=b"--x\r\n", timeout=10,
                          headers={"content-type": "multipart/form-data"})

@@ -160,6 +160,14 @@ class SqlStore:
         for fid, jpeg, geometry in rows:
             yield stored_crop(int(fid), jpeg, geometry)
 
+    def crop(self, face_id: int) -> StoredCrop:
+        """One face's stored crop (its fields None when the gallery keeps none); GalleryError when no such face."""
+        row = self._one("SELECT f.id, c.jpeg, c.geometry FROM facefit_faces f "
+                        "LEFT JOIN facefit_crops c ON c.face_id = f.id WHERE f.id = ?", (int(face_id),))
+        if row is None:
+            raise GalleryError(f"no face with id {face_id} in the gallery {self.location}")
+        return stored_crop(int(row[0]), row[1], row[2])
+
     # -- writing -----------------------------------------------------------------------------------
     def add_faces(self, person: str, faces: Sequence[NewFace], contract_json: str, contract_id: str, *,
                   person_times: tuple[float, float] | None = None) -> AddOutcome:

@@ -79,6 +79,9 @@ class GalleryStore(Protocol):
     def crops(self) -> Iterator[StoredCrop]:
         """Every face's loose crop (``jpeg`` None where crops were not kept)."""
 
+    def crop(self, face_id: int) -> StoredCrop:
+        """One face's loose crop; GalleryError when there is no such face."""
+
     def replace_embeddings(self, contract_json: str, contract_id: str, ids: np.ndarray,
                            embeddings: np.ndarray) -> None:
         """Swap every face's embedding for one made with another model, all or nothing."""

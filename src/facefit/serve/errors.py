@@ -8,9 +8,14 @@ import logging
 from fastapi import Request, status
 from fastapi.responses import JSONResponse
 
+from facefit.errors import FacefitError
 from facefit.serve.limits import App, Message, Receive, Scope, Send
 
 log = logging.getLogger("facefit.serve")
+
+
+class NotFoundError(FacefitError):
+    """Something the request names is not there (a face of a person): a 404, like an unknown person."""
 
 
 async def facefit_error(request: Request, exc: Exception) -> JSONResponse:
@@ -21,7 +26,7 @@ async def facefit_error(request: Request, exc: Exception) -> JSONResponse:
     """
     from facefit.gallery.store import GalleryError, UnknownPersonError
 
-    code = (status.HTTP_404_NOT_FOUND if isinstance(exc, UnknownPersonError)
+    code = (status.HTTP_404_NOT_FOUND if isinstance(exc, (UnknownPersonError, NotFoundError))
             else status.HTTP_409_CONFLICT if isinstance(exc, GalleryError)
             else status.HTTP_422_UNPROCESSABLE_CONTENT)
     message = str(exc)

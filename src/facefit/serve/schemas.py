@@ -56,6 +56,28 @@ class EnrolQuery(Strict):
         return value
 
 
+class PersonsQuery(Strict):
+    limit: int | None = Field(None, ge=1, le=1000, description="at most this many persons (default: all)")
+    offset: int = Field(0, ge=0, description="skip this many first (persons are in name order)")
+    q: str | None = Field(None, min_length=1, max_length=200,
+                          description="only names that contain this, ignoring case")
+
+
+class Rename(Strict):
+    name: str = Field(min_length=1, max_length=200, description="the person's new name")
+
+    @field_validator("name")
+    @classmethod
+    def _storable(cls, value: str) -> str:
+        """The gallery's own rule (``check_name``), so a bad new name is a 422 on ``name``, not a 409."""
+        from facefit.gallery.store import GalleryError, check_name
+
+        try:
+            return check_name(value)
+        except GalleryError as exc:
+            raise ValueError(str(exc)) from None
+
+
 class OneImage(_Form):
     image: UploadFile
 
@@ -173,3 +195,14 @@ class EnrolResponse(Strict):
 class Removed(Strict):
     person: str
     removed_faces: int
+
+
+class Renamed(Strict):
+    person: str = Field(description="the old name")
+    name: str = Field(description="the new name, as stored")
+
+
+class RemovedFace(Strict):
+    person: str
+    face_id: int
+    remaining_faces: int = Field(description="0: that was the person's last face, so the person is gone too")

@@ -2,10 +2,13 @@
 
 from __future__ import annotations
 
-from typing import Literal
+from typing import TYPE_CHECKING, Literal
 
 from pydantic import Field, SecretStr, field_validator
 from pydantic_settings import BaseSettings, SettingsConfigDict
+
+if TYPE_CHECKING:
+    from facefit.serve.keys import Client
 
 
 class ServeSettings(BaseSettings):
@@ -42,6 +45,9 @@ class ServeSettings(BaseSettings):
                                                                     "beyond it, 503")
     api_key: SecretStr | None = Field(None, description="when set, every endpoint but /health needs "
                                                         "'Authorization: Bearer <key>'")
+    keys: str | None = Field(None, description="file of 'key role name' lines (roles: read, enrol, admin); "
+                                               "every endpoint but /health, the page and the docs then needs "
+                                               "one of its keys")
     allow_enrol: bool = Field(True, description="allow POST/DELETE on /persons")
 
     @field_validator("api_key")
@@ -51,3 +57,25 @@ class ServeSettings(BaseSettings):
         if value is not None and not value.get_secret_value().strip():
             raise ValueError("the API key is empty or blank; set a real key, or unset it to serve without one")
         return value
+
+    @field_validator("keys")
+    @classmethod
+    def _a_usable_keys_file(cls, value: str | None) -> str | None:
+        """Read once here, so a bad file is a one-line error at start-up rather than a server nobody can use."""
+        from facefit.serve.keys import KeysError, load_keys
+
+        if value is not None:
+            try:
+                load_keys(value)
+            except KeysError as exc:
+                raise ValueError(str(exc)) from None
+        return value
+
+    def clients(self) -> dict[str, Client]:
+        """Every accepted key and who holds it: the keys file's, and ``api_key`` as an admin key; empty: no keys."""
+        from facefit.serve.keys import Client, Role, load_keys
+
+        out = load_keys(self.keys) if self.keys is not None else {}
+        if self.api_key is not None:
+            out[self.api_key.get_secret_value().strip()] = Client(Role.admin, "FACEFIT_SERVE_API_KEY")
+        return out

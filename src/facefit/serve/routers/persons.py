@@ -10,11 +10,11 @@ from __future__ import annotations
 
 from typing import Annotated
 
-from fastapi import APIRouter, Form, Path, Query, Response, status
+from fastapi import APIRouter, Body, Form, Path, Query, Response, status
 from pydantic import AfterValidator
 from starlette.convertors import Convertor, register_url_convertor
 
-from facefit.serve.deps import EnrolAllowed, GalleryDep, State, read_upload
+from facefit.serve.deps import EnrolAllowed, GalleryDep, Needs, State, read_upload
 from facefit.serve.faces import prepare
 from facefit.serve.schemas import (
     Added,
@@ -26,7 +26,10 @@ from facefit.serve.schemas import (
     ManyImages,
     PersonDetail,
     PersonOut,
+    PersonsQuery,
     Removed,
+    Rename,
+    Renamed,
 )
 
 
@@ -70,17 +73,29 @@ Name = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(_findab
 NewName = Annotated[str, Path(min_length=1, max_length=200), AfterValidator(_storable)]
 
 
-@router.get("")
-def list_persons(gallery: GalleryDep) -> list[PersonOut]:
-    """Everyone enrolled, with their number of faces."""
+TOTAL_HEADER = "X-Total-Count"
+
+
+@router.get("", responses={200: {"headers": {TOTAL_HEADER: {"description": "how many persons match, in all",
+                                                             "schema": {"type": "integer"}}}}})
+def list_persons(gallery: GalleryDep, q: Annotated[PersonsQuery, Query()], response: Response) -> list[PersonOut]:
+    """Everyone enrolled (or whose name contains ``q``), in name order, with their number of faces; a page of
+    them with ``limit`` and ``offset``. The header X-Total-Count says how many match in all."""
+    persons = gallery.call(lambda g: g.persons())
+    if q.q is not None:
+        needle = q.q.casefold()
+        persons = [p for p in persons if needle in p.name.casefold()]
+    response.headers[TOTAL_HEADER] = str(len(persons))
+    end = None if q.limit is None else q.offset + q.limit
     return [PersonOut(name=p.name, faces=p.n_faces, created=p.created, updated=p.updated)
-            for p in gallery.call(lambda g: g.persons())]
+            for p in persons[q.offset:end]]
 
 
-@router.post("/{name:person}/faces", status_code=status.HTTP_201_CREATED, dependencies=[EnrolAllowed])
+@router.post("/{name:person}/faces", status_code=status.HTTP_201_CREATED, dependencies=[EnrolAllowed, Needs.enrol])
 def enrol(name: NewName, state: State, gallery: GalleryDep, form: Annotated[ManyImages, Form()],
           q: Annotated[EnrolQuery, Query()], response: Response) -> EnrolResponse:
-    """Enrol one face from each uploaded photo, in one transaction; duplicates are not stored twice.
+    """Enrol one face from each uploaded photo, in one transaction; duplicates are not stored twice. Needs the
+    enrol role.
 
     201 when a face was added, 200 when every photo was a duplicate, 422 when none could be used.
     """
@@ -108,7 +123,14 @@ def show_person(name: Name, gallery: GalleryDep) -> PersonDetail:
                 sharpness=f.sharpness, detector=f.detector, created=f.created) for f in faces])
 
 
-@router.delete("/{name:person}", dependencies=[EnrolAllowed])
+@router.delete("/{name:person}", dependencies=[EnrolAllowed, Needs.admin])
 def remove(name: Name, gallery: GalleryDep) -> Removed:
-    """Forget a person: their embeddings and stored crops are deleted."""
+    """Forget a person: their embeddings and stored crops are deleted. Needs the admin role."""
     return Removed(person=name, removed_faces=gallery.call(lambda g: g.remove(name)))
+
+
+@router.patch("/{name:person}", dependencies=[EnrolAllowed, Needs.admin])
+def rename(name: Name, gallery: GalleryDep, body: Annotated[Rename, Body()]) -> Renamed:
+    """Rename a person: their faces stay; 409 when the new name is taken. Needs the admin role."""
+    gallery.call(lambda g: g.rename(name, body.name))
+    return Renamed(person=name, name=body.name)
