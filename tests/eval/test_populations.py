@@ -1,0 +1,98 @@
+"""FMR / FNMR per population at one shared threshold and the gap ratios, against a naive reference."""
+
+from __future__ import annotations
+
+import math
+
+import numpy as np
+import pytest
+
+from facefit.eval.populations import gap, rates_at, threshold_at_fmr
+
+
+def naive_threshold(neg: list[float], fmr: float) -> float:
+    """Try every candidate: each distinct distance and the float just below it; keep the largest allowed."""
+    allowed = math.floor(fmr * len(neg) + 1e-9)
+    cands = sorted({float(v) for v in neg} | {float(np.nextafter(v, -np.inf)) for v in neg})
+    ok = [t for t in cands if sum(1 for v in neg if v <= t) <= allowed]
+    return max(ok)
+
+
+def naive_rates(dist: list[float], same: list[bool], t: float) -> tuple[float | None, float | None]:
+    neg = [d for d, s in zip(dist, same) if not s]
+    pos = [d for d, s in zip(dist, same) if s]
+    fmr = sum(1 for d in neg if d <= t) / len(neg) if neg else None
+    fnmr = sum(1 for d in pos if d > t) / len(pos) if pos else None
+    return fmr, fnmr
+
+
+@pytest.mark.parametrize("seed", range(8))
+def test_threshold_and_rates_match_a_naive_reference(seed: int) -> None:
+    rng = np.random.default_rng(seed)
+    n = int(rng.integers(5, 400))
+    # Rounded distances make ties, the case where a careless threshold lets through too many pairs.
+    neg = np.round(rng.normal(1.0, 0.15, n), 2)
+    for fmr in (1e-3, 0.01, 0.05, 0.3):
+        t = threshold_at_fmr(neg, fmr)
+        assert t == naive_threshold(neg.tolist(), fmr)
+        assert np.count_nonzero(neg <= t) <= math.floor(fmr * n + 1e-9)  # never above the target
+    dist = np.r_[np.round(rng.normal(0.6, 0.15, 200), 2), neg]
+    same = np.r_[np.ones(200, bool), np.zeros(n, bool)]
+    t = threshold_at_fmr(neg, 0.05)
+    r = rates_at(dist, same, t)
+    assert (r["fmr"], r["fnmr"]) == naive_rates(dist.tolist(), same.tolist(), t)
+    assert (r["n_pos"], r["n_neg"]) == (200, n)
+    assert r["false_matches"] == round(r["fmr"] * n) and r["false_non_matches"] == round(r["fnmr"] * 200)
+
+
+def test_threshold_edges() -> None:
+    # Below the resolution: no different-person pair is accepted, the threshold sits just under the closest one.
+    assert threshold_at_fmr([0.5, 0.7, 0.9], 1e-3) == np.nextafter(0.5, -np.inf)
+    # A tie at the boundary is rejected whole: 2 of 4 allowed, but 0.5 appears 3 times.
+    t = threshold_at_fmr([0.2, 0.5, 0.5, 0.5], 0.5)
+    assert t < 0.5 and rates_at([0.2, 0.5, 0.5, 0.5], [False] * 4, t)["fmr"] == 0.25
+    with pytest.raises(ValueError, match="no different-person pairs"):
+        threshold_at_fmr([], 1e-3)
+    r = rates_at([0.1, 0.9], [False, False], 0.5)
+    assert r["fnmr"] is None and r["n_pos"] == 0 and r["fmr"] == 0.5
+
+
+def naive_gap(rows: dict[str, tuple[int, int, int, int]]) -> tuple[float | None, float | None]:
+    """rows: population -> (false matches, n_neg, false non-matches, n_pos); a zero count counts as one."""
+    out = []
+    for errs, total in ((0, 1), (2, 3)):
+        have = {p: r for p, r in rows.items() if r[total] > 0}
+        if len(have) > 1 and all(r[errs] == 0 for r in have.values()):
+            out.append(None)
+            continue
+        rates = [max(r[errs], 1) / r[total] for r in have.values()]
+        out.append(max(rates) / min(rates) if rates else None)
+    return out[0], out[1]
+
+
+@pytest.mark.parametrize("rows", [
+    {"a": (3, 1000, 40, 500), "b": (12, 2000, 10, 400), "c": (1, 300, 30, 300)},
+    {"a": (0, 1000, 40, 500), "b": (6, 2000, 0, 400)},  # a zero count on each side
+    {"a": (0, 1000, 0, 500), "b": (0, 2000, 5, 400)},  # no false match anywhere
+    {"a": (4, 1000, 2, 0 + 500)},  # one population: ratio 1
+    {"a": (2, 100, 3, 0), "b": (1, 100, 5, 50)},  # a population without same-person pairs: no FNMR
+])
+def test_gap_matches_a_naive_reference(rows: dict[str, tuple[int, int, int, int]]) -> None:
+    by_pop = {p: {"fmr": fm / nn if nn else None, "fnmr": fnm / npos if npos else None, "false_matches": fm,
+                  "n_neg": nn, "false_non_matches": fnm, "n_pos": npos} for p, (fm, nn, fnm, npos) in rows.items()}
+    g = gap(by_pop)
+    want_fmr, want_fnmr = naive_gap(rows)
+    assert g["fmr_ratio"] == pytest.approx(want_fmr) if want_fmr is not None else g["fmr_ratio"] is None
+    assert g["fnmr_ratio"] == pytest.approx(want_fnmr) if want_fnmr is not None else g["fnmr_ratio"] is None
+    assert g["zero_counts"]["fmr"] == sorted(p for p, r in rows.items() if r[1] and r[0] == 0)
+
+
+def test_gap_names_the_extremes() -> None:
+    by_pop = {"korean": {"fmr": 0.004, "false_matches": 12, "n_neg": 3000, "fnmr": 0.2, "false_non_matches": 300,
+                         "n_pos": 1500},
+              "lfw": {"fmr": 0.001, "false_matches": 3, "n_neg": 3000, "fnmr": 0.05, "false_non_matches": 150,
+                      "n_pos": 3000}}
+    g = gap(by_pop)
+    assert g["fmr_ratio"] == pytest.approx(4.0) and g["fnmr_ratio"] == pytest.approx(4.0)
+    assert (g["fmr_highest"], g["fmr_lowest"]) == ("korean", "lfw")
+    assert g["zero_counts"] == {"fmr": [], "fnmr": []}

@@ -1,0 +1,240 @@
+"""`facefit eval --suite`: several benchmarks exactly as single evals, and FMR/FNMR per population."""
+
+from __future__ import annotations
+
+import csv
+import itertools
+import json
+from pathlib import Path
+
+import numpy as np
+import pytest
+from tests.eval.test_populations import naive_threshold
+
+EXPRESSIONS = ("normal", "happy", "sad", "sleepy")
+
+
+def cli(capsys: pytest.CaptureFixture, *args: object) -> tuple[int, str, str]:
+    """``facefit ARGS`` in this process (the models load once for the whole module)."""
+    from facefit.cli.app import main
+
+    capsys.readouterr()
+    try:
+        main([str(a) for a in args])
+        code = 0
+    except SystemExit as exc:
+        code = int(exc.code or 0)
+    captured = capsys.readouterr()
+    return code, captured.out, captured.err
+
+
+def one_line_error(err: str) -> str:
+    assert "Traceback" not in err, err
+    lines = [ln for ln in err.splitlines() if ln.startswith("facefit: error:")]
+    assert len(lines) == 1, err
+    return lines[0]
+
+
+def yale_pairs(path: Path, subjects: list[str], *, diff: bool = True, same: bool = True) -> Path:
+    """Same-person pairs (4 per subject) and one different-person pair per two subjects, in 2 folds."""
+    rows, i = [], 0
+    images = {s: [f"{s}/{s[-2:]}_{e}.png" for e in EXPRESSIONS] for s in subjects}
+    if same:
+        for s in subjects:
+            for a, b in list(itertools.combinations(images[s], 2))[:4]:
+                rows.append((a, b, 1, i % 2))
+                i += 1
+    if diff:
+        for s, t in itertools.combinations(subjects, 2):
+            rows.append((images[s][0], images[t][1], 0, i % 2))
+            i += 1
+    with path.open("w", newline="") as f:
+        w = csv.writer(f)
+        w.writerow(("path_a", "path_b", "same", "fold"))
+        w.writerows(rows)
+    return path
+
+
+@pytest.fixture(scope="module")
+def yale_suite(yale_dir: Path, tmp_path_factory: pytest.TempPathFactory) -> Path:
+    """Two benchmarks on Yale (subjects 1-6, 7-12), populations 'first' and 'second'; the reference is the second."""
+    d = tmp_path_factory.mktemp("suite")
+    yale_pairs(d / "a.csv", [f"subject{i:02d}" for i in range(1, 7)])
+    yale_pairs(d / "b.csv", [f"subject{i:02d}" for i in range(7, 13)])
+    (d / "suite.yaml").write_text(f"reference: yale-b\nfmr: 0.05\nbenchmarks:\n"
+                                  f"  - {{name: yale-a, root: {yale_dir}, pairs: a.csv, population: first}}\n"
+                                  f"  - {{name: yale-b, root: {yale_dir}, pairs: b.csv, population: second}}\n")
+    return d / "suite.yaml"
+
+
+def test_suite_numbers_are_those_of_separate_evals(yale_suite: Path, yale_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    models = ["--model", "dlib-resnet", "--model", "sface"]
+    out = tmp_path / "suite"
+    code, stdout, err = cli(capsys, "eval", "--suite", yale_suite, "--out", out, *models)
+    assert code == 0, err
+    assert "populations at one threshold" in stdout and "yale-a" in stdout
+    doc = json.loads((out / "metrics.json").read_text())
+    assert list(doc["benchmarks"]) == ["yale-a", "yale-b"]
+    for name, pairs in (("yale-a", "a.csv"), ("yale-b", "b.csv")):
+        single_dir = tmp_path / name
+        code, _, err = cli(capsys, "eval", yale_dir, "--pairs", yale_suite.parent / pairs, "--out", single_dir,
+                           *models)
+        assert code == 0, err
+        single = json.loads((single_dir / "metrics.json").read_text())
+        bench = doc["benchmarks"][name]
+        assert list(bench["models"]) == list(single["models"]) == ["dlib-resnet", "sface"]
+        assert bench["pairs"]["sha256"] == single["pairs"]["sha256"]
+        assert bench["data"]["sha256"] == single["data"]["sha256"]
+        for label, m in single["models"].items():
+            for part in ("total", "subgroups", "calibration"):
+                assert_close(bench["models"][label][part], m[part], f"{name}.{label}.{part}")
+        # The distances themselves, pair by pair.
+        a, b = read_scores(out / f"scores-{name}.csv"), read_scores(single_dir / "scores.csv")
+        np.testing.assert_allclose(a, b, rtol=0, atol=1e-9)
+    # The shared threshold and the per-population rates, recomputed naively from the exact distances (the
+    # cache makes this a look-up).
+    from facefit import create_model
+    from facefit.data.pairs import read_pairs
+    from facefit.eval.run import EvalOptions, evaluate
+    from facefit.io.assets import cache_dir
+    from facefit.io.cache import EvalCache
+
+    exact = {}
+    with EvalCache(cache_dir() / "eval-cache.sqlite") as store:
+        for name, pairs in (("yale-a", "a.csv"), ("yale-b", "b.csv")):
+            run = evaluate(read_pairs(yale_suite.parent / pairs, yale_dir),
+                           [("dlib-resnet", create_model("dlib-resnet")), ("sface", create_model("sface"))],
+                           EvalOptions(metric="auto"), store)
+            assert all(m.embedded_now == 0 for m in run.models)  # the same cache: nothing embedded again
+            exact[name] = ([p.same for p in run.pairs.pairs], [m.distances.tolist() for m in run.models])
+    for k, label in enumerate(["dlib-resnet", "sface"]):
+        p = doc["populations"][label]
+        same, dists = exact["yale-b"]
+        t = naive_threshold([d for d, s in zip(dists[k], same) if not s], 0.05)
+        assert p["threshold"] == t
+        assert p["reference"] == "yale-b" and p["fmr_target"] == 0.05
+        assert set(p["by_population"]) == {"first", "second"}
+        rates = {}
+        for pop, name in (("first", "yale-a"), ("second", "yale-b")):
+            same, dists = exact[name]
+            neg = [d for d, s in zip(dists[k], same) if not s]
+            pos = [d for d, s in zip(dists[k], same) if s]
+            r = p["by_population"][pop]
+            assert (r["n_pos"], r["n_neg"]) == (len(pos), len(neg))
+            assert r["fmr"] == sum(d <= t for d in neg) / len(neg)
+            assert r["fnmr"] == sum(d > t for d in pos) / len(pos)
+            assert r["benchmarks"] == [name]
+            rates[pop] = r
+        assert p["reference_fmr"] <= 0.05
+        fm = [max(rates[q]["false_matches"], 1) / rates[q]["n_neg"] for q in rates]
+        if any(rates[q]["false_matches"] for q in rates):
+            assert p["gap"]["fmr_ratio"] == pytest.approx(max(fm) / min(fm))
+    d = doc["deltas"]["sface"]
+    assert d["against"] == "dlib-resnet"
+    for name in ("yale-a", "yale-b"):
+        m = doc["benchmarks"][name]["models"]
+        assert d["benchmarks"][name]["accuracy"] == pytest.approx(m["sface"]["total"]["accuracy"]
+                                                                  - m["dlib-resnet"]["total"]["accuracy"])
+    pops = doc["populations"]
+    assert d["populations"]["first"]["fnmr"] == pytest.approx(pops["sface"]["by_population"]["first"]["fnmr"]
+                                                              - pops["dlib-resnet"]["by_population"]["first"]["fnmr"])
+    report = (out / "report.md").read_text()
+    for heading in ("## Benchmarks × models", "## Populations at one threshold", "## The gap before and after",
+                    "populations.png", "det.png"):
+        assert heading in report
+    assert (out / "populations.png").stat().st_size > 1000 and (out / "det.png").stat().st_size > 1000
+
+
+def read_scores(path: Path) -> np.ndarray:
+    """scores.csv as columns: same, distance of each model (in order)."""
+    with path.open() as f:
+        rows = list(csv.DictReader(f))
+    cols = [k for k in rows[0] if k.startswith("distance_")]
+    return np.array([[float(r["same"])] + [float(r[c]) for c in cols] for r in rows])
+
+
+def assert_close(a: object, b: object, where: str) -> None:
+    if isinstance(b, dict):
+        assert isinstance(a, dict) and set(a) == set(b), where
+        for k in b:
+            assert_close(a[k], b[k], f"{where}.{k}")
+    elif isinstance(b, list):
+        assert isinstance(a, list) and len(a) == len(b), where
+        for i, (x, y) in enumerate(zip(a, b)):
+            assert_close(x, y, f"{where}[{i}]")
+    elif isinstance(b, float):
+        assert isinstance(a, float) and abs(a - b) <= 1e-9, (where, a, b)
+    else:
+        assert a == b, (where, a, b)
+
+
+def test_bad_suites_are_one_line_errors_naming_file_and_key(yale_dir: Path, tmp_path: Path,
+                                                            capsys: pytest.CaptureFixture) -> None:
+    yale_pairs(tmp_path / "a.csv", ["subject01", "subject02", "subject03"])
+    yale_pairs(tmp_path / "same_only.csv", ["subject04", "subject05"], diff=False)
+    ok = f"{{name: a, root: {yale_dir}, pairs: a.csv}}"
+    cases = {
+        "unknown top key": (f"benchmarks: [{ok}]\nthreshold: 0.5\n", "threshold: unknown key"),
+        "unknown benchmark key": (f"benchmarks:\n  - {{name: a, root: {yale_dir}, pairs: a.csv, popul: x}}\n",
+                                  "benchmarks[0].popul: unknown key"),
+        "missing pairs": (f"benchmarks:\n  - {{name: a, root: {yale_dir}}}\n", "benchmarks[0].pairs: missing"),
+        "missing root": ("benchmarks:\n  - {name: a, pairs: a.csv}\n", "benchmarks[0].root: missing"),
+        "nothing at all": ("benchmarks:\n  - {name: a}\n", "benchmarks[0].root: missing"),
+        "bin and root": (f"benchmarks:\n  - {{name: a, bin: a.csv, root: {yale_dir}}}\n",
+                         "benchmarks[0].root: not with 'bin'"),
+        "missing name": (f"benchmarks:\n  - {{root: {yale_dir}, pairs: a.csv}}\n", "benchmarks[0].name: missing"),
+        "duplicate name": (f"benchmarks: [{ok}, {ok}]\n", "benchmarks[1].name: 'a' is already the name of "
+                                                          "benchmarks[0]"),
+        "unknown reference": (f"reference: lfw\nbenchmarks: [{ok}]\n", "reference: 'lfw' is not a benchmark"),
+        "bad fmr": (f"fmr: 2\nbenchmarks: [{ok}]\n", "fmr: Input should be less than 1"),
+        "missing path": (f"benchmarks:\n  - {{name: a, root: {yale_dir}, pairs: nowhere.csv}}\n",
+                         "benchmarks[0].pairs: "),
+        "missing root folder": ("benchmarks:\n  - {name: a, root: no/such/folder, pairs: a.csv}\n",
+                                "benchmarks[0].root: "),
+        "no benchmarks": ("benchmarks: []\n", "benchmarks: List should have at least 1 item"),
+        "not a mapping": ("- a\n- b\n", "a suite must be a mapping"),
+        "population without negatives": (
+            f"benchmarks:\n  - {ok}\n  - {{name: b, root: {yale_dir}, pairs: same_only.csv, population: p2}}\n",
+            "benchmarks[1].population: population 'p2' has no different-person pairs"),
+    }
+    for what, (text, expected) in cases.items():
+        suite = tmp_path / f"{what.replace(' ', '_')}.yaml"
+        suite.write_text(text)
+        code, _, err = cli(capsys, "eval", "--suite", suite, "--out", tmp_path / "never")
+        line = one_line_error(err)
+        assert code == 2, (what, err)
+        assert str(suite) in line and expected in line, (what, line)
+        if what.startswith("missing path"):
+            assert "nowhere.csv: no such file" in line
+    assert not (tmp_path / "never").exists()
+    code, _, err = cli(capsys, "eval", "--suite", tmp_path / "absent.yaml", "--out", tmp_path / "never")
+    assert code == 2 and "absent.yaml: no such suite file" in one_line_error(err)
+    code, _, err = cli(capsys, "eval", yale_dir, "--suite", tmp_path / "a.yaml", "--out", tmp_path / "never")
+    assert code == 2 and "leave out ROOT" in one_line_error(err)
+
+
+@pytest.mark.slow
+def test_suite_korean_val_and_lfw_equal_two_separate_evals(data_root: Path, tmp_path: Path,
+                                                             capsys: pytest.CaptureFixture) -> None:
+    """The bar on the real benchmarks: the Korean validation pairs and LFW, each as its own `facefit eval`."""
+    suite = tmp_path / "suite.yaml"
+    suite.write_text(f"reference: lfw\nbenchmarks:\n"
+                     f"  - {{name: korean-val, root: {data_root}/kfamily/val, pairs: {data_root}/kfamily/val_pairs.csv,"
+                     f" population: korean}}\n"
+                     f"  - {{name: lfw, root: {data_root}/lfw/images, pairs: {data_root}/lfw/pairs.txt}}\n")
+    out = tmp_path / "suite-out"
+    code, _, err = cli(capsys, "eval", "--suite", suite, "--out", out, "--model", "sface")
+    assert code == 0, err
+    doc = json.loads((out / "metrics.json").read_text())
+    for name, root, pairs in (("korean-val", "kfamily/val", "kfamily/val_pairs.csv"),
+                              ("lfw", "lfw/images", "lfw/pairs.txt")):
+        code, _, err = cli(capsys, "eval", data_root / root, "--pairs", data_root / pairs, "--out", tmp_path / name,
+                           "--model", "sface")
+        assert code == 0, err
+        single = json.loads((tmp_path / name / "metrics.json").read_text())
+        for part in ("total", "subgroups", "calibration"):
+            assert_close(doc["benchmarks"][name]["models"]["sface"][part], single["models"]["sface"][part], part)
+    p = doc["populations"]["sface"]
+    assert set(p["by_population"]) == {"korean", "lfw"}
+    assert p["by_population"]["lfw"]["n_neg"] == 3000 and p["reference_fmr"] <= 1e-3
