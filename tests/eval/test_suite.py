@@ -238,3 +238,44 @@ def test_suite_korean_val_and_lfw_equal_two_separate_evals(data_root: Path, tmp_
     p = doc["populations"]["sface"]
     assert set(p["by_population"]) == {"korean", "lfw"}
     assert p["by_population"]["lfw"]["n_neg"] == 3000 and p["reference_fmr"] <= 1e-3
+
+
+def test_card_records_the_suite_and_train_checks_it_first(yale_suite: Path, johns_dir: Path, tmp_path: Path,
+                                                          capsys: pytest.CaptureFixture) -> None:
+    """`facefit card RUN --suite` on a run folder (here a saved copy of dlib-resnet whose card names sface as its
+    base): the section is written once and replaced on a second call; the JSON gets metadata.suite."""
+    from facefit import create_model, save_model
+    from facefit.train.card import BEGIN, END
+
+    run_dir = tmp_path / "run-x"
+    save_model(create_model("dlib-resnet"), run_dir / "model", metadata={"card": {"base": "sface"}})
+    (run_dir / "model" / "MODEL_CARD.md").write_text("# run-x\n\nTrained on something.\n")
+    for _ in range(2):
+        code, stdout, err = cli(capsys, "card", run_dir, "--suite", yale_suite)
+        assert code == 0, err
+    text = (run_dir / "model" / "MODEL_CARD.md").read_text()
+    assert text.startswith("# run-x\n\nTrained on something.\n")
+    assert text.count(BEGIN) == 1 and text.count(END) == 1
+    assert "reference `yale-b` (forgetting)" in text and "### Populations at one threshold" in text
+    meta = json.loads((run_dir / "model" / "facefit-model.json").read_text())["metadata"]
+    s = meta["suite"]
+    assert meta["card"] == {"base": "sface"} and s["base"] == "sface" and s["model"] == "run-x"
+    doc = json.loads((run_dir / "suite" / "metrics.json").read_text())
+    assert list(doc["populations"]) == ["sface", "run-x"]
+    for label in ("sface", "run-x"):
+        assert s["populations"][label]["gap"] == doc["populations"][label]["gap"]
+        assert s["populations"][label]["threshold"] == doc["populations"][label]["threshold"]
+    ref = doc["benchmarks"]["yale-b"]["models"]
+    assert s["reference_change"]["accuracy"] == pytest.approx(ref["run-x"]["total"]["accuracy"]
+                                                              - ref["sface"]["total"]["accuracy"])
+    create_model(str(run_dir))  # still a valid model folder
+
+    bad = tmp_path / "bad.yaml"
+    bad.write_text("benchmarks: []\n")
+    code, _, err = cli(capsys, "card", run_dir, "--suite", bad)
+    assert code == 2 and f"{bad}: benchmarks:" in one_line_error(err)
+    code, _, err = cli(capsys, "card", tmp_path, "--suite", yale_suite)
+    assert code == 2 and "not a training run or model folder" in one_line_error(err)
+    code, _, err = cli(capsys, "train", johns_dir, "--out", tmp_path / "new-run", "--report-suite", bad)
+    assert code == 2 and f"{bad}: benchmarks:" in one_line_error(err)
+    assert not (tmp_path / "new-run").exists()  # checked before any training

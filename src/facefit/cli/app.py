@@ -8,6 +8,7 @@ import sys
 import typer
 
 from facefit.cli.bench import bench_app
+from facefit.cli.card import card
 from facefit.cli.compare import compare
 from facefit.cli.demo import demo
 from facefit.cli.embed import embed
@@ -41,6 +42,7 @@ app.command("import")(import_command)
 app.command("train")(train_command)
 app.command()(ensemble)
 app.command()(export)
+app.command()(card)
 app.command()(demo)
 app.command()(models)
 app.command()(identify)

@@ -41,6 +41,10 @@ def train_command(
     device: Annotated[str | None, typer.Option("--device", help="auto, cpu, cuda, cuda:1 ...",
                                                show_default=False)] = None,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Alignment processes.")] = None,
+    report_suite: Annotated[Path | None, typer.Option("--report-suite", help="After training, evaluate the model "
+                                                      "and its base on this suite YAML and write the benchmarks, "
+                                                      "forgetting and the population gap into the model card (as "
+                                                      "`facefit card RUN --suite`).", show_default=False)] = None,
 ) -> None:
     """Fine-tune a face-embedding model on photos of a target population.
 
@@ -62,6 +66,11 @@ def train_command(
     from facefit.train.config import load_config, parse_set
     from facefit.train.loop import train
 
+    suite = None
+    if report_suite is not None:
+        from facefit.eval.suite import load_suite
+
+        suite = load_suite(report_suite)  # a bad suite fails now, not after the training
     overrides = parse_set(set_ or [])
     for key, value in (("base", base), ("optim.epochs", epochs), ("optim.time_budget_min", time_budget),
                        ("device", device), ("workers", workers)):
@@ -105,5 +114,10 @@ def train_command(
     err.print(f"done in {result.seconds / 60:.1f} min ({result.images_per_s:.0f} img/s training); best epoch "
               f"{result.best_epoch}" + (f": {summary}" if summary else "") + f"; model: {result.model_dir}",
               markup=False)
-    err.print(f"evaluate it: facefit eval ROOT --pairs PAIRS --out REPORT --model {cfg.base} --model {run_dir}",
-              markup=False)
+    if suite is not None:
+        from facefit.cli.card import suite_card
+
+        suite_card(run_dir, suite, base=cfg.base, workers=cfg.workers)
+    else:
+        err.print(f"evaluate it: facefit eval ROOT --pairs PAIRS --out REPORT --model {cfg.base} --model {run_dir}",
+                  markup=False)
