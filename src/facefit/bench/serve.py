@@ -46,8 +46,8 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
-class _Server:
-    """uvicorn on a background thread, started and stopped around the measurements."""
+class BackgroundServer:
+    """uvicorn on a background thread, started and stopped around the measurements (and the page's tests)."""
 
     def __init__(self, app) -> None:  # noqa: ANN001
         import uvicorn
@@ -56,7 +56,7 @@ class _Server:
         self.server = uvicorn.Server(uvicorn.Config(app, host="127.0.0.1", port=self.port, log_level="warning"))
         self.thread = threading.Thread(target=self.server.run, name="facefit-bench-server", daemon=True)
 
-    def __enter__(self) -> _Server:
+    def __enter__(self) -> BackgroundServer:
         self.thread.start()
         deadline = time.monotonic() + 120
         while not self.server.started:
@@ -92,8 +92,8 @@ def bench_serve(faces_dir: Path, workdir: Path, *, persons: int, requests: int, 
     probes = [(p.name, p.video_photo.read_bytes(), p.enrol_photos[0].read_bytes()) for p in people]
     rows: list[ServeBenchRow] = []
     state = load_state(ServeSettings(gallery=location, model=model_name))
-    with _Server(create_app(state=state)) as server, httpx.Client(base_url=f"http://127.0.0.1:{server.port}",
-                                                                  timeout=120) as client:
+    with BackgroundServer(create_app(state=state)) as server, \
+            httpx.Client(base_url=f"http://127.0.0.1:{server.port}", timeout=120) as client:
         def call(endpoint: str, k: int) -> tuple[float, bool]:
             name, probe, enrolled = probes[k % len(probes)]
             files = ({"image": ("probe.jpg", probe)} if endpoint == "identify"
