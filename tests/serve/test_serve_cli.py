@@ -23,7 +23,9 @@ def _free_port() -> int:
 
 def test_the_server_answers_over_http(tmp_path: Path, yale_dir: Path) -> None:
     port = _free_port()
-    env = {**os.environ, "FACEFIT_PROGRESS": "0", "FACEFIT_SERVE_API_KEY": "k"}
+    (tmp_path / "keys").write_text("reader-key-123 read the front desk\n")
+    env = {**os.environ, "FACEFIT_PROGRESS": "0", "FACEFIT_SERVE_API_KEY": "k",
+           "FACEFIT_SERVE_KEYS": str(tmp_path / "keys")}
     proc = subprocess.Popen([sys.executable, "-m", "facefit.cli.app", "serve", "--gallery", str(tmp_path / "g.sqlite"),
                              "--port", str(port)], env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT,
                             text=True)
@@ -46,6 +48,11 @@ def test_the_server_answers_over_http(tmp_path: Path, yale_dir: Path) -> None:
         r = httpx.post(f"{base}/verify", files=files, headers=head, timeout=60)
         assert r.status_code == 200 and r.json()["same"] is True
         assert httpx.get(f"{base}/model", timeout=10).status_code == 401
+        # a read key verifies but may not delete; the single key is an admin key (the person is unknown: 404)
+        reader = {"Authorization": "Bearer reader-key-123"}
+        assert httpx.post(f"{base}/verify", files=files, headers=reader, timeout=60).json()["same"] is True
+        assert httpx.delete(f"{base}/persons/x", headers=reader, timeout=10).status_code == 403
+        assert httpx.delete(f"{base}/persons/x", headers=head, timeout=10).status_code == 404
         assert httpx.get(f"{base}/model", headers=head, timeout=10).json()["id"]
         assert "securitySchemes" in httpx.get(f"{base}/openapi.json", timeout=10).json()["components"]
         assert httpx.get(f"{base}/", timeout=10).headers["content-type"].startswith("text/html")
@@ -68,6 +75,7 @@ def test_the_server_answers_over_http(tmp_path: Path, yale_dir: Path) -> None:
     (["--model", "no-such-model"], "no-such-model"),
     (["--detector", "mmod"], "--detector"),
     (["--threshold", "-1"], "--threshold"),
+    (["--keys", "/no/such/keys-file"], "keys: /no/such/keys-file: cannot read the keys file"),
 ])
 def test_bad_start_up_settings_fail_in_one_line(tmp_path: Path, args: list[str], message: str) -> None:
     proc = subprocess.run([sys.executable, "-m", "facefit.cli.app", "serve", "--gallery", str(tmp_path / "g.sqlite"),

@@ -7,7 +7,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, distance_threshold, info
-from facefit.cli.options import GalleryModelOpt, GalleryOpt
+from facefit.cli.options import GalleryModelOpt, GalleryOpt, PrecisionOpt
 
 INSTALL_HINT = "facefit serve needs the [serve] extra: pip install 'facefit[serve]'"
 
@@ -15,6 +15,7 @@ INSTALL_HINT = "facefit serve needs the [serve] extra: pip install 'facefit[serv
 def serve(
     gallery: GalleryOpt = None,
     model: GalleryModelOpt = None,
+    precision: PrecisionOpt = None,
     no_gallery: Annotated[bool, typer.Option("--no-gallery", help="Serve /verify and /embed only.")] = False,
     host: Annotated[str, typer.Option("--host", help="Address to listen on (0.0.0.0: every interface).")]
     = "127.0.0.1",
@@ -29,10 +30,14 @@ def serve(
                                                 help="Require 'Authorization: Bearer KEY' on every endpoint but "
                                                      "/health (better set in $FACEFIT_SERVE_API_KEY).",
                                                 show_default=False)] = None,
+    keys: Annotated[str | None, typer.Option("--keys", envvar="FACEFIT_SERVE_KEYS",
+                                             help="File of 'key role name' lines (roles: read, enrol, admin); "
+                                                  "--api-key is then one more admin key.",
+                                             show_default=False)] = None,
     no_enrol: Annotated[bool, typer.Option("--no-enrol", help="Refuse enrolment and removal (read-only "
                                            "gallery).")] = False,
 ) -> None:
-    """Run the REST API: POST /verify, /identify, /embed; GET/POST/DELETE /persons; GET /health, /model.
+    """Run the REST API and its web page at /: POST /verify, /identify, /embed; /persons; GET /health, /model.
 
     Photos are sent as multipart uploads. Identification is open-set: a face
     farther than the threshold from everyone enrolled is unknown. The OpenAPI
@@ -58,7 +63,7 @@ def serve(
     from facefit.errors import UsageError
 
     # Only what was given on the command line, so FACEFIT_SERVE_* variables fill in the rest.
-    given = {"model": model, "gallery": gallery, "threshold": threshold, "api_key": api_key,
+    given = {"model": model, "gallery": gallery, "threshold": threshold, "api_key": api_key, "keys": keys,
              "no_gallery": no_gallery or None, "allow_enrol": False if no_enrol else None,
              "detector": None if detector is Detector.model else detector.value,
              "max_upload_mb": None if max_upload_mb == 10.0 else max_upload_mb}
@@ -68,13 +73,13 @@ def serve(
         problems = "; ".join(f"{'.'.join(str(p) for p in e['loc'])}: {e['msg'].removeprefix('Value error, ')}"
                              for e in exc.errors())
         raise UsageError(f"invalid server settings: {problems}") from None
-    api_key = settings.api_key.get_secret_value() if settings.api_key else None
+    clients = settings.clients()
     _check_address(host, port)
     state = load_state(settings)  # a bad model or gallery fails here, in one line, before the server starts
     # The gallery's location goes to this log only: responses name its kind, never its path or URL.
     where = f"; gallery {state.gallery.location}" if state.gallery is not None else "; no gallery"
-    info(f"facefit serve on http://{host}:{port} (API docs at /docs)" + ("; API key required" if api_key else "")
-         + where)
+    guard = f"; API key required ({len(clients)} key{'s' if len(clients) > 1 else ''})" if clients else ""
+    info(f"facefit serve on http://{host}:{port} (web page at /, API docs at /docs)" + guard + where)
     run(create_app(state=state), settings, host, port)
 
 
