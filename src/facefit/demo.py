@@ -5,7 +5,9 @@ against dlib itself, show distance matrices and how dlib's threshold separates
 same-person from different-person pairs; then verify the pre-trained models
 (dlib-resnet and facefit's default, SFace) on the Korean validation pairs and LFW,
 fine-tune both on the Korean training persons within a time budget each, combine
-them into an ensemble, and print the pre-trained vs fine-tuned vs ensemble table.
+them into an ensemble, and print the pre-trained vs fine-tuned vs ensemble table from an evaluation suite
+(``suites/demo.yaml`` under ``make demo``; otherwise the same benchmarks found in the data folder), with FMR and
+FNMR per population at one shared threshold and the gap between them.
 """
 
 from __future__ import annotations
@@ -71,6 +73,84 @@ def _benchmarks(data: Path, lfw: bool) -> list[tuple[str, str, str]]:
     if lfw and (data / "lfw" / "pairs.txt").is_file():
         found.append(("lfw", "lfw/images", "lfw/pairs.txt"))
     return found
+
+
+POPULATIONS = {"korean-val": "korean", "lfw": "lfw"}
+
+
+def demo_suite(data: Path, lfw: bool, suite_file: Path | None = None):  # noqa: ANN201
+    """The suite of the final table: ``suite_file``, else the demo's benchmarks in ``data`` (as suites/demo.yaml)."""
+    from facefit.eval.suite import Suite, SuiteBenchmark, load_suite
+
+    if suite_file is not None:
+        return load_suite(suite_file)
+    benches = _benchmarks(data, lfw)
+    if not benches:
+        return None
+    names = [n for n, _, _ in benches]
+    return Suite(reference="lfw" if "lfw" in names else None, fmr=1e-3,
+                 benchmarks=[SuiteBenchmark(name=n, root=data / r, pairs=data / p, population=POPULATIONS[n])
+                             for n, r, p in benches])
+
+
+def _run_suite(suite, models: list, out_dir: Path, workers: int | None,  # noqa: ANN001
+               progress) -> tuple[dict[str, dict[str, dict]], dict, float]:  # noqa: ANN001
+    """The suite on ``models``: each benchmark's single-eval report in eval-<name>/, the suite's in suite/."""
+    import shutil
+
+    from facefit.eval.report import write_report
+    from facefit.eval.report_suite import write_suite_report
+    from facefit.eval.run import EvalOptions
+    from facefit.eval.suite import run_suite
+    from facefit.io.assets import cache_dir
+    from facefit.io.cache import EvalCache
+
+    t0 = time.perf_counter()
+    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+        srun = run_suite(suite, models, EvalOptions(metric="auto", workers=workers), cache, progress=progress)
+    flags = " ".join(f"--model {label}" for label, _ in models)
+    for r in srun.runs:
+        d = out_dir / f"eval-{r.benchmark.name}"
+        shutil.rmtree(d, ignore_errors=True)
+        d.mkdir(parents=True)
+        write_report(r.run, d, command=f"facefit eval {r.root} --pairs {r.pairs_file} --out REPORT {flags}")
+    shutil.rmtree(out_dir / "suite", ignore_errors=True)
+    (out_dir / "suite").mkdir(parents=True)
+    where = suite.source or "the demo's benchmarks"
+    doc = write_suite_report(srun, out_dir / "suite", command=f"facefit eval --suite {where} --out REPORT {flags}",
+                             model_flags=flags)
+    keys = ("accuracy", "accuracy_std", "auc", "eer", "tar_at_far_1e-2", "tar_at_far_1e-3", "threshold")
+    results = {name: {lb: {"metric": m["calibration"]["metric"], "n_pairs": b["pairs"]["n_pairs"],
+                           **{k: m["total"][k] for k in keys}} for lb, m in b["models"].items()}
+               for name, b in doc["benchmarks"].items()}
+    return results, doc, time.perf_counter() - t0
+
+
+def _population_table(doc: dict):  # noqa: ANN202
+    from rich import box
+    from rich.table import Table
+
+    s = doc["suite"]
+    labels = list(doc["populations"])
+    table = Table(title=f"FMR / FNMR per population at one threshold per model (FMR {s['fmr']:g} on "
+                        f"{s['reference']})", title_justify="left", box=box.SIMPLE_HEAD)
+    table.add_column("population")
+    table.add_column("rate")
+    for lb in labels:
+        table.add_column(lb, justify="right")
+    for pop in doc["populations"][labels[0]]["by_population"]:
+        for rate in ("fmr", "fnmr"):
+            cells = [doc["populations"][lb]["by_population"][pop][rate] for lb in labels]
+            table.add_row(pop if rate == "fmr" else "", rate.upper(),
+                          *["n/a" if v is None else f"{v:.4f}" for v in cells])
+    for key, name in (("fmr_ratio", "FMR gap"), ("fnmr_ratio", "FNMR gap")):
+        cells = []
+        for lb in labels:
+            g = doc["populations"][lb]["gap"]
+            v, zero = g[key], g["zero_counts"][key.split("_")[0]]
+            cells.append("n/a" if v is None else ("≥ " if zero else "") + f"{v:.2f}x")
+        table.add_row("max/min" if key == "fmr_ratio" else "", name, *cells)
+    return table
 
 
 def _verify(name: str, root: Path, pairs_file: Path, models: list, out_dir: Path,  # noqa: ANN001
@@ -241,8 +321,11 @@ def _claim_out_dir(out_dir: Path) -> None:
 
 
 def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None = None, lfw: bool = True,
-             train_minutes: float = 5.0, progress: ProgressFactory = no_progress) -> dict:
-    """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and a run to ``out_dir``."""
+             train_minutes: float = 5.0, progress: ProgressFactory = no_progress, suite: Path | None = None) -> dict:
+    """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and a run to ``out_dir``.
+
+    ``suite``: the suite file of the final table (default: the Korean validation pairs and LFW found in ``data``).
+    """
     from rich.table import Table
 
     from facefit.io.embeddings import save_embeddings
@@ -258,12 +341,13 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
     for d in (johns_dir, yale_dir):
         if not d.is_dir():
             raise UsageError(f"{d}: missing; --data must point to a folder with fixtures/johns and fixtures/yale")
+    final_suite = demo_suite(data, lfw, suite)  # a bad suite file fails before anything runs
     _claim_out_dir(out_dir)
     out.rule("[bold]facefit demo[/bold]: align, embed and compare faces with dlib's ResNet in PyTorch")
     out.print(f"data: {data}", markup=False)
 
     t0 = time.perf_counter()
-    model = create_model("dlib-resnet")
+    model = create_model("dlib-resnet", precision="fp32")  # the exactness check compares fp32 with dlib
     n_params = sum(p.numel() for p in model.parameters())
     c = model.contract
     out.print(f"model: dlib-resnet, {n_params / 1e6:.3f} M parameters, {c.embedding_dim}-D, loaded in "
@@ -365,21 +449,24 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
     from facefit.models import create_model as load
 
     every = list(pre)
+    suite_doc: dict | None = None
     if train_minutes and (data / "kfamily" / "train").is_dir() and benches:
         runs = [_finetune(data, base, out_dir / f"train-{base}", train_minutes, out, workers, progress)
                 for base in ("sface", "dlib-resnet")]
         ens = _ensemble(runs, out_dir / "ensemble", out, workers, progress)
         every += [("sface-finetuned", load(str(runs[0]))), ("dlib-finetuned", load(str(runs[1]))),
                   ("ensemble", load(str(ens)))]
-        for name, rel_root, rel_pairs in benches:
-            res, _ = _verify(name, data / rel_root, data / rel_pairs, every, out_dir / f"eval-{name}",
-                             workers, progress)
-            verification[name] = res
+        final, suite_doc, _ = _run_suite(final_suite, every, out_dir, workers, progress)
+        verification.update(final)
         out.print()
-        out.print(_comparison_table(verification))
-        metrics = {b: {m: r["metric"] for m, r in by.items()} for b, by in verification.items()}
-        out.print(f"distances: {metrics}; side-by-side reports with ROC curves in eval-*/report.md", markup=False)
-        files += ", train-sface/, train-dlib-resnet/ (run folders: log.csv, plots.png, model/), ensemble/"
+        out.print(_comparison_table(final))
+        out.print(_population_table(suite_doc))
+        metrics = {b: {m: r["metric"] for m, r in by.items()} for b, by in final.items()}
+        where = final_suite.source or "the demo's benchmarks"
+        out.print(f"from the suite {where} (as `facefit eval --suite`); distances: {metrics}; side-by-side reports "
+                  f"with ROC curves in eval-*/report.md, the suite's with DET curves in suite/report.md",
+                  markup=False)
+        files += ", train-sface/, train-dlib-resnet/ (run folders: log.csv, plots.png, model/), ensemble/, suite/"
         if train_minutes < 30:
             out.print(f"(a {train_minutes:g}-minute budget per model keeps the demo short; each base's full recipe "
                       f"is a fixed number of epochs: `facefit train DATA --base sface --out RUN`)")
@@ -395,6 +482,6 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
     out.print(f"\noutputs in {out_dir}/: {files}")
     out.print("next: enrol people with `facefit gallery add NAME PHOTO...`, then `facefit identify PHOTO` or "
               "`facefit stream VIDEO` (see the README).")
-    return {"verification": verification, "identification": identification, "yale_faces": len(yale),
+    return {"verification": verification, "identification": identification, "suite": suite_doc, "yale_faces": len(yale),
             "yale_failures": yale.failures, "johns_faces": len(johns),
             "max_abs_diff_vs_dlib": diff, "pairs": summary}

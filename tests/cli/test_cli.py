@@ -255,6 +255,7 @@ def test_demo_fine_tunes_and_compares(data_root: Path, tmp_path: Path) -> None:
     proc = run("demo", "--data", mini, "--out", tmp_path / "demo", "--no-lfw", "--train-minutes", "0.3", timeout=1800)
     assert proc.returncode == 0, proc.stderr
     assert "8. pre-trained vs fine-tuned vs ensemble" in proc.stdout
+    assert "FMR / FNMR per population at one threshold" in proc.stdout
     row = re.search(r"korean-val\s+accuracy" + r"\s+(\d\.\d+)" * 5, proc.stdout)
     assert row, proc.stdout
     doc = json.loads((tmp_path / "demo" / "eval-korean-val" / "metrics.json").read_text())
@@ -266,5 +267,9 @@ def test_demo_fine_tunes_and_compares(data_root: Path, tmp_path: Path) -> None:
     for run_dir in ("train-sface", "train-dlib-resnet"):
         assert (tmp_path / "demo" / run_dir / "model" / "MODEL_CARD.md").is_file()
     assert (tmp_path / "demo" / "ensemble" / "MODEL_CARD.md").is_file()
+    suite = json.loads((tmp_path / "demo" / "suite" / "metrics.json").read_text())  # the final table's suite
+    assert set(suite["populations"]) == labels and list(suite["benchmarks"]) == ["korean-val"]
+    assert suite["benchmarks"]["korean-val"]["models"]["sface"]["total"] == doc["models"]["sface"]["total"]
+    assert set(suite["populations"]["sface"]["by_population"]) == {"korean"}
     one_n = json.loads((tmp_path / "demo" / "eval-1n-korean-val" / "metrics_1n.json").read_text())
     assert set(one_n["models"]) == labels

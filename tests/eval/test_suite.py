@@ -279,3 +279,38 @@ def test_card_records_the_suite_and_train_checks_it_first(yale_suite: Path, john
     code, _, err = cli(capsys, "train", johns_dir, "--out", tmp_path / "new-run", "--report-suite", bad)
     assert code == 2 and f"{bad}: benchmarks:" in one_line_error(err)
     assert not (tmp_path / "new-run").exists()  # checked before any training
+
+
+def test_bench_eval_times_a_cold_then_a_warm_cache(yale_dir: Path, tmp_path: Path,
+                                                   capsys: pytest.CaptureFixture) -> None:
+    yale_pairs(tmp_path / "tiny.csv", ["subject13", "subject14", "subject15"])
+    suite = tmp_path / "tiny.yaml"
+    suite.write_text(f"benchmarks:\n  - {{name: tiny, root: {yale_dir}, pairs: tiny.csv}}\n")
+    code, stdout, err = cli(capsys, "bench", "eval", "--suite", suite, "--model", "dlib-resnet", "--json",
+                            tmp_path / "bench.json")
+    assert code == 0, err
+    assert "suite evaluation wall time" in stdout
+    cold, warm = json.loads((tmp_path / "bench.json").read_text())["rows"]
+    assert (cold["cache"], warm["cache"]) == ("cold", "warm")
+    assert cold["n_images"] == warm["n_images"] == 12 and cold["n_pairs"] == 15
+    assert cold["detected"] == 12 and cold["embedded"] == 12  # from empty: every image
+    assert warm["detected"] == 0 and warm["embedded"] == 0  # all from the cache
+    assert warm["seconds"] > 0 and set(cold["per_benchmark"]) == {"tiny"}
+
+
+def test_the_demo_suite_is_the_demos_benchmarks(data_root: Path) -> None:
+    """suites/demo.yaml (make demo) reads the shared data beside the clone, like the demo's own default."""
+    from facefit.demo import demo_suite
+    from facefit.eval.suite import load_suite
+
+    repo = Path(__file__).resolve().parents[2]
+    if data_root.resolve() != (repo.parent / "shared" / "data").resolve():
+        pytest.skip("the data folder is not ../shared/data, which suites/demo.yaml reads")
+    shipped = load_suite(repo / "suites" / "demo.yaml")
+    built = demo_suite(data_root, lfw=True)
+    assert built is not None
+    assert shipped.reference_name == built.reference_name == "lfw" and shipped.fmr == built.fmr == 1e-3
+    assert [(b.name, b.population_label) for b in shipped.benchmarks] == \
+        [(b.name, b.population_label) for b in built.benchmarks] == [("korean-val", "korean"), ("lfw", "lfw")]
+    assert [(b.root.resolve(), b.pairs.resolve()) for b in shipped.benchmarks] == \
+        [(b.root.resolve(), b.pairs.resolve()) for b in built.benchmarks]

@@ -7,13 +7,16 @@ from typing import Annotated
 
 import typer
 
+from facefit.cli.bench_eval import bench_eval
 from facefit.cli.bench_serve import bench_serve
 from facefit.cli.bench_stream import bench_stream
 from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
+from facefit.cli.options import PrecisionOpt
 
 bench_app = typer.Typer(help="Measure throughput on this machine.", no_args_is_help=True)
 bench_app.command("stream")(bench_stream)
 bench_app.command("serve")(bench_serve)
+bench_app.command("eval")(bench_eval)
 
 
 def _bench_chips(data: Path | None, size: int, n: int = 64):  # noqa: ANN202
@@ -54,6 +57,10 @@ def bench_embed(
                                                                           "sface).")] = None,
     data: Annotated[Path | None, typer.Option("--data", help="Data folder with fixtures/johns.")] = None,
     no_dlib: Annotated[bool, typer.Option("--no-dlib", help="Skip dlib's descriptor (slow: ~20 img/s).")] = False,
+    precision: PrecisionOpt = None,
+    remeasure: Annotated[bool, typer.Option("--remeasure", help="With precision auto: time fp32 against bf16 "
+                                                                "again instead of using this machine's cached "
+                                                                "choice.")] = False,
     json_out: BenchJsonOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:
@@ -73,14 +80,17 @@ def bench_embed(
     if json_out is not None:
         check_writable(json_out, overwrite)
     threads = threads or sorted({1, torch.get_num_threads()})
-    rows, dlib_rows, ids = [], [], []
+    rows, dlib_rows, ids, precisions = [], [], [], {}
     for name in model or ["dlib-resnet", "sface"]:
         net = create_model(name)
         size = net.contract.input_size[0]
         chips, what = _bench_chips(data, size)
         info(f"{name}: benchmarking on {what}; torch {torch.__version__}, {os.cpu_count()} CPU(s), "
              f"{platform.processor() or platform.machine()}")
-        rows += bench_facefit(net, chips, batch, seconds, threads, label=name)
+        choice = net.resolve_precision(chips[:8], remeasure=remeasure)
+        info(f"{name}: precision {choice.describe()}")
+        precisions[name] = choice.to_json()
+        rows += bench_facefit(net, chips, batch, seconds, threads, label=f"{name} {net.precision}")
         ids.append(net.contract.id)
         if not no_dlib and not dlib_rows and net.contract.architecture == "dlib-resnet" and \
                 net.contract.weights_sha256 == RESNET_V1.sha256:
@@ -98,7 +108,8 @@ def bench_embed(
     out.print(table)
     if json_out is not None:
         doc = {"rows": [r.as_dict() for r in rows + dlib_rows], "threads": threads_used,
-               "torch": torch.__version__, "models": ids}
+               "torch": torch.__version__, "models": ids,
+               "precision": precisions}
         write_text_atomic(json_out, json.dumps(doc, indent=2))
         err.print(f"wrote {json_out}", markup=False)
 

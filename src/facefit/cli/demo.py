@@ -24,6 +24,9 @@ def demo(
     train_minutes: Annotated[float, typer.Option("--train-minutes", min=0.0, help="Fine-tuning budget in minutes "
                                                  "(0 skips fine-tuning; the default recipe's budget is 30).")]
     = 5.0,
+    suite: Annotated[Path | None, typer.Option("--suite", help="Suite YAML of the final pre-trained vs fine-tuned "
+                                               "table (make demo: suites/demo.yaml) [default: the Korean validation "
+                                               "pairs and LFW in the data folder].", show_default=False)] = None,
 ) -> None:
     """Run the main job: align, embed, check against dlib, verify, fine-tune on Korean faces, compare."""
     from facefit.demo import find_data_dir, run_demo
@@ -33,4 +36,5 @@ def demo(
         err.print("facefit: error: no data folder found (looked for $FACEFIT_DATA and ../shared/data); "
                   "pass --data DIR, a folder holding fixtures/johns and fixtures/yale/original", markup=False)
         raise typer.Exit(2)
-    run_demo(root, out_dir, out, workers=workers, lfw=lfw, train_minutes=train_minutes, progress=progress_bar)
+    run_demo(root, out_dir, out, workers=workers, lfw=lfw, train_minutes=train_minutes, progress=progress_bar,
+             suite=suite)

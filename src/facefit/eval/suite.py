@@ -17,6 +17,7 @@ and the key.
 from __future__ import annotations
 
 import hashlib
+import os
 import re
 from collections.abc import Callable
 from dataclasses import dataclass
@@ -135,7 +136,7 @@ def _check(suite: Suite, path: Path) -> Suite:
             if value is None:
                 continue
             full = value.expanduser()
-            full = full if full.is_absolute() else base / full
+            full = Path(os.path.normpath(full if full.is_absolute() else base.absolute() / full))
             if not full.exists():
                 raise SuiteError(f"{where}.{key}: {full}: no such file or folder")
             if key == "root" and not full.is_dir():
