@@ -314,3 +314,34 @@ def test_the_demo_suite_is_the_demos_benchmarks(data_root: Path) -> None:
         [(b.name, b.population_label) for b in built.benchmarks] == [("korean-val", "korean"), ("lfw", "lfw")]
     assert [(b.root.resolve(), b.pairs.resolve()) for b in shipped.benchmarks] == \
         [(b.root.resolve(), b.pairs.resolve()) for b in built.benchmarks]
+
+
+def test_a_bin_benchmark_is_evaluated_as_eval_of_the_bin(yale_dir: Path, tmp_path: Path,
+                                                         capsys: pytest.CaptureFixture) -> None:
+    """An insightface .bin in a suite (relative to the suite file) gives the numbers of `facefit eval X.bin`."""
+    from facefit.data.insightface import write_bin
+
+    rows = list(csv.reader(yale_pairs(tmp_path / "p.csv", ["subject13", "subject14", "subject15"]).open()))[1:]
+    import cv2
+
+    from facefit.io import load_image
+
+    # .bin sets hold JPEG bytes; the Yale files are GIFs named .png.
+    images = [cv2.imencode(".jpg", load_image(yale_dir / p))[1].tobytes() for a, b, _, _ in rows for p in (a, b)]
+    (tmp_path / "sets").mkdir()
+    write_bin(tmp_path / "sets" / "yale.bin", images, [s == "1" for _, _, s, _ in rows])
+    suite = tmp_path / "s.yaml"
+    suite.write_text("benchmarks:\n  - {name: yale-bin, bin: sets/yale.bin, population: yale}\n")
+    code, _, err = cli(capsys, "eval", "--suite", suite, "--out", tmp_path / "suite", "--model", "dlib-resnet")
+    assert code == 0, err
+    code, _, err = cli(capsys, "eval", tmp_path / "sets" / "yale.bin", "--out", tmp_path / "single", "--model",
+                       "dlib-resnet")
+    assert code == 0, err
+    doc = json.loads((tmp_path / "suite" / "metrics.json").read_text())
+    single = json.loads((tmp_path / "single" / "metrics.json").read_text())
+    assert doc["suite"]["benchmarks"][0]["bin"] == str(tmp_path / "sets" / "yale.bin")
+    for part in ("total", "subgroups", "calibration"):
+        assert_close(doc["benchmarks"]["yale-bin"]["models"]["dlib-resnet"][part],
+                     single["models"]["dlib-resnet"][part], part)
+    assert doc["populations"]["dlib-resnet"]["by_population"]["yale"]["n_neg"] == 3
+    assert "deltas" not in doc  # one model: nothing to compare
