@@ -176,6 +176,7 @@ def test_bad_suites_are_one_line_errors_naming_file_and_key(yale_dir: Path, tmp_
     ok = f"{{name: a, root: {yale_dir}, pairs: a.csv}}"
     cases = {
         "unknown top key": (f"benchmarks: [{ok}]\nthreshold: 0.5\n", "threshold: unknown key"),
+        "internal name as a key": (f"benchmarks: [{ok}]\nsource: x.yaml\n", "source: unknown key"),
         "unknown benchmark key": (f"benchmarks:\n  - {{name: a, root: {yale_dir}, pairs: a.csv, popul: x}}\n",
                                   "benchmarks[0].popul: unknown key"),
         "missing pairs": (f"benchmarks:\n  - {{name: a, root: {yale_dir}}}\n", "benchmarks[0].pairs: missing"),

@@ -24,7 +24,7 @@ from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
-from pydantic import BaseModel, ConfigDict, Field, ValidationError
+from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from facefit.errors import UsageError
 
@@ -56,7 +56,11 @@ class Suite(BaseModel):
     reference: str | None = Field(None, description="the benchmark whose FMR fixes the shared threshold")
     fmr: float = Field(1e-3, gt=0.0, lt=1.0, description="the FMR the shared threshold is set to")
     benchmarks: list[SuiteBenchmark] = Field(min_length=1)
-    source: Path | None = Field(None, exclude=True)  # the file it was read from (set by load_suite)
+    _source: Path | None = PrivateAttr(None)  # the file it was read from (set by load_suite)
+
+    @property
+    def source(self) -> Path | None:
+        return self._source
 
     @property
     def reference_name(self) -> str:
@@ -98,7 +102,7 @@ def load_suite(path: str | Path) -> Suite:
         loc = tuple(e["loc"])
         if e["type"] == "extra_forbidden":
             allowed = SuiteBenchmark.model_fields if len(loc) > 1 else Suite.model_fields
-            names = ", ".join(k for k in allowed if k != "source")
+            names = ", ".join(allowed)
             msg = f"unknown key (allowed: {names})"
         elif e["type"] == "missing":
             msg = "missing"
@@ -148,7 +152,9 @@ def _check(suite: Suite, path: Path) -> Suite:
     if suite.reference is not None and suite.reference not in seen:
         raise SuiteError(f"{path}: reference: {suite.reference!r} is not a benchmark's name (one of: "
                          f"{', '.join(seen)})")
-    return suite.model_copy(update={"benchmarks": benchmarks, "source": path})
+    checked = suite.model_copy(update={"benchmarks": benchmarks})
+    checked._source = path
+    return checked
 
 
 # ------------------------------------------------------------------------------------------------ running
