@@ -90,6 +90,7 @@ def el(driver: webdriver.Chrome, testid: str) -> WebElement:
 
 
 def open_page(driver: webdriver.Chrome, site: Site, key: str | None, view: str = "identify") -> None:
+    driver.get("about:blank")  # a fresh page: only the hash differs from the last, which would not reload it
     driver.get(site.url + f"#{view}")
     WebDriverWait(driver, 30).until(lambda d: d.find_element(By.TAG_NAME, "body").get_attribute("data-ready"))
     box = el(driver, "key-input")
@@ -298,4 +299,23 @@ def test_the_live_view_names_the_face_on_the_camera(browser: webdriver.Chrome, s
     assert painted > 100
     el(browser, "live-stop").click()
     assert el(browser, "live-start").is_enabled()
-    site.api("DELETE", f"persons/{LIVE_PERSON}")
+
+    # one webcam capture, identified; then one enrolled (it is another frame, so a new face)
+    el(browser, "tab-identify").click()
+    el(browser, "identify-camera").click()
+    WebDriverWait(browser, 30).until(lambda d: el(d, "camera-snap").is_displayed())
+    el(browser, "camera-snap").click()
+    wait_text(browser, "identify-result", LIVE_PERSON)
+    box = el(browser, "key-input")
+    box.clear()
+    box.send_keys(KEYS["admin"])
+    el(browser, "tab-enrol").click()
+    el(browser, "enrol-name").send_keys(LIVE_PERSON)
+    el(browser, "enrol-camera").click()
+    WebDriverWait(browser, 30).until(lambda d: el(d, "camera-snap").is_displayed())
+    el(browser, "camera-snap").click()
+    wait_text(browser, "enrol-captures", "1 webcam capture to enrol")
+    el(browser, "enrol-submit").click()
+    wait_text(browser, "enrol-result", "1 face(s) added")
+    assert len(site.api("GET", f"persons/{LIVE_PERSON}").json()["faces"]) == 2
+    assert site.api("DELETE", f"persons/{LIVE_PERSON}").status_code == 200

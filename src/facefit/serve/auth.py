@@ -39,7 +39,7 @@ class ApiKeyGuard:
         client = self._holder(scope)
         if client is not None:
             scope[CLIENT] = client
-        if client is not None or path in OPEN_PATHS or path.startswith(OPEN_PREFIXES):
+        if client is not None or path in OPEN_PATHS or (path.startswith(OPEN_PREFIXES) and ".." not in path):
             await self.app(scope, receive, send)
             return
         body = json.dumps({"detail": "missing or wrong API key (Authorization: Bearer <key>)"}).encode()
