@@ -9,9 +9,10 @@ const KEY_STORE = "facefit.key"; // sessionStorage: kept for this tab only, gone
 // -- the API ---------------------------------------------------------------------------------------
 
 class ApiError extends Error {
-  constructor(status, message) {
+  constructor(status, message, body = null) {
     super(message);
     this.status = status;
+    this.body = body; // the answer's JSON, when it had one
   }
 }
 
@@ -41,13 +42,13 @@ async function api(method, path, { form, json, raw } = {}) {
     throw new ApiError(0, `the server cannot be reached (${err.message})`);
   }
   if (!response.ok) {
-    let detail = null;
+    let body = null;
     try {
-      detail = (await response.json()).detail;
+      body = await response.json();
     } catch (_) {
-      detail = null;
+      body = null;
     }
-    throw new ApiError(response.status, describe(detail, response.status));
+    throw new ApiError(response.status, describe(body && body.detail, response.status), body);
   }
   if (raw) return response;
   return response.json();
@@ -354,11 +355,17 @@ async function runEnrol() {
   result.textContent = "enrolling...";
   let report;
   try {
-    report = await api("POST", `${personPath(name)}/faces`, { form });
+    const face = $("enrol-face").value; // the API's face= choice; without it such photos are refused
+    const query = face ? `?${new URLSearchParams({ face })}` : "";
+    report = await api("POST", `${personPath(name)}/faces${query}`, { form });
   } catch (err) {
     result.textContent = "";
-    showError("enrol-error", err);
-    return;
+    // A 422 with a report: no photo was usable; the report says why, photo by photo.
+    if (!(err.body && Array.isArray(err.body.failures))) {
+      showError("enrol-error", err);
+      return;
+    }
+    report = err.body;
   }
   enrolCaptures.length = 0;
   showCaptures();
