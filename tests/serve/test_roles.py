@@ -58,6 +58,11 @@ def test_each_role_may_do_its_part_and_no_more(client: TestClient, yale_dir: Pat
         assert client.patch("/persons/bob", json={"name": "rob"}, headers=head(role)).status_code == 403
         assert client.delete("/persons/bob/faces/1", headers=head(role)).status_code == 403
     assert client.get("/persons/bob", headers=head("read")).status_code == 200  # nothing was removed
+    # the role is checked before the body is read: a body that does not parse is still a 403
+    junk = {**head("read"), "content-type": "multipart/form-data; boundary=x"}
+    assert client.post("/persons/carol/faces", content=b"--x\r\nnot multipart", headers=junk).status_code == 403
+    assert client.post("/persons/carol/faces", content=b"--x\r\nnot multipart",
+                       headers={**junk, **head("enrol")}).status_code in (400, 422)
     # the single FACEFIT_SERVE_API_KEY stays an admin key
     legacy = {"Authorization": "Bearer legacy-key-0123"}
     assert client.post("/persons/carol/faces", files=new, headers=legacy).status_code == 201

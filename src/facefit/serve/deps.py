@@ -1,7 +1,7 @@
-"""Request dependencies as ``Annotated`` types: the server state, the gallery, roles, enrol rights, uploads.
+"""Request dependencies as ``Annotated`` types: the server state, the gallery, enrol rights, decoded uploads.
 
 The API key is checked before any of them, by ``auth.ApiKeyGuard``: dependencies run after the body is parsed.
-Its role is checked here (``Needs``): the key is known by then, so only its holder can have sent the body.
+Its role is ``roles.py``'s part.
 """
 
 from __future__ import annotations
@@ -11,8 +11,6 @@ from typing import Annotated
 from fastapi import Depends, HTTPException, Request, UploadFile, status
 
 from facefit.io.images import ImageBytes
-from facefit.serve.auth import CLIENT
-from facefit.serve.keys import Client, Role
 from facefit.serve.state import GalleryWorker, ServeState
 
 
@@ -40,23 +38,6 @@ def require_enrol(state: State) -> None:
 
 
 EnrolAllowed = Depends(require_enrol)
-
-
-def _needs(role: Role):  # noqa: ANN202 - a dependency
-    def check(request: Request) -> None:
-        client: Client | None = request.scope.get(CLIENT)
-        if client is not None and client.role < role:  # no client: this server takes no keys
-            raise HTTPException(status.HTTP_403_FORBIDDEN, f"this needs a key with the {role.name} role; the key "
-                                                           f"of {client.name!r} has the {client.role.name} role")
-
-    return check
-
-
-class Needs:
-    """Route dependencies for the roles above ``read`` (every key may read)."""
-
-    enrol = Depends(_needs(Role.enrol))
-    admin = Depends(_needs(Role.admin))
 
 
 def read_upload(upload: UploadFile, field: str, state: ServeState) -> ImageBytes:

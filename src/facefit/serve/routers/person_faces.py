@@ -12,18 +12,18 @@ import re
 from typing import Annotated, Any
 
 from fastapi import APIRouter, Path, Response
-from fastapi.routing import APIRoute
 from starlette.routing import Match
 
-from facefit.serve.deps import EnrolAllowed, GalleryDep, Needs
+from facefit.serve.deps import EnrolAllowed, GalleryDep
 from facefit.serve.errors import NotFoundError
+from facefit.serve.roles import Needs, RoleRoute
 from facefit.serve.routers.persons import Name
 from facefit.serve.schemas import RemovedFace
 
 FaceId = Annotated[int, Path(ge=1, le=2**62)]
 
 
-class FaceRoute(APIRoute):
+class FaceRoute(RoleRoute):
     """Matches only when the path's face part was sent with literal slashes, not as part of an encoded name."""
 
     tail = re.compile(rb"/faces/[0-9]+(/crop)?/?$")

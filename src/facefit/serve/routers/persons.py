@@ -14,8 +14,9 @@ from fastapi import APIRouter, Body, Form, Path, Query, Response, status
 from pydantic import AfterValidator
 from starlette.convertors import Convertor, register_url_convertor
 
-from facefit.serve.deps import EnrolAllowed, GalleryDep, Needs, State, read_upload
+from facefit.serve.deps import EnrolAllowed, GalleryDep, State, read_upload
 from facefit.serve.faces import prepare
+from facefit.serve.roles import Needs, RoleRoute
 from facefit.serve.schemas import (
     Added,
     Duplicate,
@@ -48,7 +49,7 @@ class PersonName(Convertor[str]):
 
 # A declaration the routes below need when they are compiled, as ':path' is built in; nothing is loaded.
 register_url_convertor("person", PersonName())
-router = APIRouter(prefix="/persons", tags=["persons"])
+router = APIRouter(prefix="/persons", tags=["persons"], route_class=RoleRoute)
 
 
 def _storable(name: str) -> str:
