@@ -33,6 +33,10 @@ class NoFaceError(ImageError):
     """No face was found where one was required."""
 
 
+class PrecisionError(UsageError):
+    """An unknown inference precision, or one this machine cannot run."""
+
+
 class ModelNotFoundError(FacefitError):
     """An unknown model name, or a model path that does not exist."""
 

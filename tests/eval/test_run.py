@@ -15,7 +15,7 @@ from facefit.data.pairs import PairsError, read_pairs
 from facefit.distances import paired_distances
 from facefit.eval.calibration import load_calibration
 from facefit.eval.metrics import verification_metrics
-from facefit.eval.report import write_report
+from facefit.eval.report import metrics_doc, write_report
 from facefit.eval.run import EvalOptions, evaluate
 from facefit.io import load_image
 from facefit.io.cache import EvalCache
@@ -177,3 +177,28 @@ def facefit_represent(path: Path, model) -> np.ndarray:  # noqa: ANN001
     from facefit import represent
 
     return represent(path, model, faces="center")[0].embedding
+
+
+def test_the_cache_never_serves_one_precision_to_another(lfw_small, tmp_path: Path) -> None:
+    """fp32 and bf16 embeddings of the same faces are cached apart, and the report says which ran."""
+    import torch
+
+    from facefit.models.precision import bf16_unsupported
+
+    if bf16_unsupported(torch.device("cpu")):
+        pytest.skip("no bf16 on this CPU")
+    pairs = read_pairs(*lfw_small)
+    runs = {}
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        for precision in ("fp32", "bf16", "fp32"):
+            net = create_model("dlib-resnet", precision=precision)
+            runs.setdefault(precision, []).append(evaluate(pairs, [("dlib", net)], EvalOptions(workers=2), cache))
+    fp32, bf16, fp32_again = runs["fp32"][0].models[0], runs["bf16"][0].models[0], runs["fp32"][1].models[0]
+    n_images = len(pairs.images())
+    assert (fp32.embedded_now, bf16.embedded_now, fp32_again.embedded_now) == (n_images, n_images, 0)
+    assert (fp32.precision, bf16.precision) == ("fp32", "bf16")
+    np.testing.assert_array_equal(fp32_again.distances, fp32.distances)
+    assert not np.array_equal(bf16.distances, fp32.distances)
+    assert np.abs(bf16.distances - fp32.distances).max() < 0.02  # the same faces, to bf16's precision
+    doc = metrics_doc(runs["bf16"][0])
+    assert doc["models"]["dlib"]["precision"] == "bf16"

@@ -454,3 +454,28 @@ def test_one_photo_under_two_persons_is_flagged() -> None:
     assert _shared_photos_note([("Ann", [a]), ("Bob", [b, c])], {a: "x", b: "y", c: "y"}) is None  # same person
     note = _shared_photos_note([("Ann", [a]), ("Bob", [b, c])], {a: "x", b: "x", c: "z"})
     assert note and "1 photo(s) are filed under more than one person (e.g. under Ann and Bob)" in note
+
+
+def test_training_precision_follows_the_config_the_environment_and_the_resumed_run(monkeypatch,  # noqa: ANN001
+                                                                                  tmp_path: Path) -> None:
+    from facefit.errors import PrecisionError
+    from facefit.models import create_model
+    from facefit.models import precision as prec
+    from facefit.train.setup import training_bf16
+
+    net, chips = create_model("dlib-resnet"), np.zeros((2, 150, 150, 3), np.uint8)
+    cfg = lambda p: load_config(None, parse_set([f"optim.precision={p}"]))  # noqa: E731
+    monkeypatch.delenv(prec.ENV_PRECISION, raising=False)
+    assert training_bf16(cfg("auto"), net, chips, "cuda:0", None)  # a GPU with amp
+    assert not training_bf16(cfg("fp32"), net, chips, "cuda:0", None)
+    assert training_bf16(cfg("fp32"), net, chips, "cpu", {"bf16": True})  # a resume keeps what the run began with
+    monkeypatch.setattr(prec, "bf16_unsupported", lambda device: "this CPU has no bf16 instructions")
+    assert not training_bf16(cfg("auto"), net, chips, "cpu", None)
+    with pytest.raises(PrecisionError, match="no bf16 instructions"):
+        training_bf16(cfg("bf16"), net, chips, "cpu", None)
+    monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
+    monkeypatch.setattr(prec, "measure_rates", lambda model, c: (100.0, 200.0, 1.0))
+    monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
+    assert training_bf16(cfg("auto"), net, chips, "cpu", None)  # measured faster and faithful here
+    monkeypatch.setenv(prec.ENV_PRECISION, "fp32")
+    assert not training_bf16(cfg("auto"), net, chips, "cpu", None)  # the machine's preference wins under auto

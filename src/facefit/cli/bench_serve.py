@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
-from facefit.cli.options import ModelOpt
+from facefit.cli.options import ModelOpt, PrecisionOpt
 from facefit.defaults import DEFAULT_MODEL
 
 
@@ -22,6 +22,7 @@ def bench_serve(
                                                     "per person (default: lfw/images in $FACEFIT_DATA or "
                                                     "../shared/data).", show_default=False)] = None,
     model: ModelOpt = DEFAULT_MODEL,
+    precision: PrecisionOpt = None,
     json_out: BenchJsonOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:

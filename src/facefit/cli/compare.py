@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, EvalMetric, Faces, distance_threshold, err, out, report_failures
-from facefit.cli.options import EXIT_PARTIAL, ModelOpt
+from facefit.cli.options import EXIT_PARTIAL, ModelOpt, PrecisionOpt
 from facefit.defaults import DEFAULT_MODEL
 
 
@@ -20,6 +20,7 @@ def compare(
     plot: Annotated[Path | None, typer.Option("--plot", help="Also save the matrix as a heat map (PNG/SVG/PDF).",
                                               show_default=False)] = None,
     model: ModelOpt = DEFAULT_MODEL,
+    precision: PrecisionOpt = None,
     faces: Annotated[Faces, typer.Option("--faces", help="Faces to take from each image.")] = Faces.largest,
     detector: DetectorOpt = Detector.model,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips.")] = False,

@@ -8,7 +8,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, Faces, err, info, progress_bar, report_failures, write_failures
-from facefit.cli.options import EXIT_PARTIAL, ModelOpt
+from facefit.cli.options import EXIT_PARTIAL, ModelOpt, PrecisionOpt
 from facefit.defaults import DEFAULT_MODEL
 
 
@@ -17,6 +17,7 @@ def embed(
                                                  show_default=False)],
     out: Annotated[Path, typer.Option("--out", "-o", help="Output .npz file.", show_default=False)],
     model: ModelOpt = DEFAULT_MODEL,
+    precision: PrecisionOpt = None,
     aligned: Annotated[bool, typer.Option("--aligned", help="Inputs are already aligned chips: skip detection.")]
     = False,
     faces: Annotated[Faces, typer.Option("--faces", help="Which faces to keep from each image.")] = Faces.all,

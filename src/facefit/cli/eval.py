@@ -20,7 +20,7 @@ from facefit.cli.common import (
     progress_bar,
     warn,
 )
-from facefit.cli.options import ModelsOpt
+from facefit.cli.options import ModelsOpt, PrecisionOpt
 
 
 def eval_command(
@@ -37,6 +37,7 @@ def eval_command(
                                                                      "as alone, plus FMR/FNMR per population at one "
                                                                      "shared threshold.", show_default=False)] = None,
     model: ModelsOpt = None,
+    precision: PrecisionOpt = None,
     metric: Annotated[EvalMetric, typer.Option("--metric", help="auto: each model's own distance (dlib-resnet: "
                                                                 "euclidean; fine-tuned models: cosine); euclidean "
                                                                 "(L2 on raw embeddings); cosine (1 - cos).")]

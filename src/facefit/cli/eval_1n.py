@@ -22,7 +22,7 @@ from facefit.cli.common import (
     progress_bar,
     report_scan,
 )
-from facefit.cli.options import ModelsOpt
+from facefit.cli.options import ModelsOpt, PrecisionOpt
 
 if TYPE_CHECKING:  # only for type hints: importing them for real would slow down ``facefit --help``
     from facefit.eval.open_set import OpenSetRun
@@ -38,6 +38,7 @@ def eval_1n_command(
                                          show_default=False)],
     out_dir: Annotated[Path, typer.Option("--out", "-o", help="Report folder.", show_default=False)],
     model: ModelsOpt = None,
+    precision: PrecisionOpt = None,
     metadata: Annotated[Path | None, typer.Option("--metadata", help="CSV of per-image attributes ('path' or "
                                                                      "'file' column) for subgroups.",
                                                   show_default=False)] = None,

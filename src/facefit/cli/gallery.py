@@ -9,7 +9,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import Detector, DetectorOpt, err, info, out, progress_bar, report_failures, warn
-from facefit.cli.options import EXIT_PARTIAL, GalleryModelOpt, GalleryOpt, JsonOpt
+from facefit.cli.options import EXIT_PARTIAL, GalleryModelOpt, GalleryOpt, JsonOpt, PrecisionOpt
 
 gallery_app = typer.Typer(
     help="Register people's faces for 1:N identification. The gallery is --gallery PATH (a SQLite file or a "
@@ -73,6 +73,7 @@ def add(
                                                  show_default=False)],
     gallery: GalleryOpt = None,
     model: GalleryModelOpt = None,
+    precision: PrecisionOpt = None,
     face: Annotated[str | None, typer.Option("--face", help="For photos with several faces: largest, center or a "
                                              "number (0 = leftmost). Without it such photos are refused.",
                                              show_default=False)] = None,
@@ -110,6 +111,7 @@ def add_folder(
     root: Annotated[Path, typer.Argument(help="ROOT/<person>/<photos>: one folder per person.", show_default=False)],
     gallery: GalleryOpt = None,
     model: GalleryModelOpt = None,
+    precision: PrecisionOpt = None,
     face: Annotated[str | None, typer.Option("--face", help="For photos with several faces: largest, center or a "
                                              "number (0 = leftmost).", show_default=False)] = None,
     detector: DetectorOpt = Detector.model,

@@ -9,7 +9,7 @@ import typer
 
 from facefit.cli.common import Detector, DetectorOpt, distance_threshold, info, out, report_failures
 from facefit.cli.gallery import gallery_model, open_gallery, resolve_threshold
-from facefit.cli.options import EXIT_PARTIAL, GalleryModelOpt, GalleryOpt, JsonOpt, ThresholdFromOpt
+from facefit.cli.options import EXIT_PARTIAL, GalleryModelOpt, GalleryOpt, JsonOpt, PrecisionOpt, ThresholdFromOpt
 
 
 def identify(
@@ -26,6 +26,7 @@ def identify(
     index: Annotated[str, typer.Option("--index", help="auto (exact below 200k faces, IVF above), exact, ivf "
                                        "(faiss inverted lists) or hnsw (faiss graph).")] = "auto",
     model: GalleryModelOpt = None,
+    precision: PrecisionOpt = None,
     detector: DetectorOpt = Detector.model,
     json_out: JsonOpt = False,
 ) -> None:

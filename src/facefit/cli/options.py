@@ -28,3 +28,25 @@ JsonOpt = Annotated[bool, typer.Option("--json", help="Print JSON instead of a t
 ThresholdFromOpt = Annotated[Path | None, typer.Option("--threshold-from", help="Use the threshold calibrated at "
                                                        "FAR 1e-3 in an evaluation's metrics.json.",
                                                        show_default=False)]
+
+
+def _apply_precision(value: str | None) -> str | None:
+    """Check --precision and make it the process's precision: every model this command loads runs at it."""
+    if value is None:
+        return None
+    import os
+
+    from facefit.errors import PrecisionError
+    from facefit.models.precision import ENV_PRECISION, requested_precision
+
+    try:
+        os.environ[ENV_PRECISION] = requested_precision(value)
+    except PrecisionError as exc:
+        raise typer.BadParameter(str(exc)) from None
+    return value
+
+
+PrecisionOpt = Annotated[str | None, typer.Option("--precision", help="Inference precision: auto (measure fp32 "
+                                                  "against bf16 once per machine and model, keep the faster), "
+                                                  "fp32 or bf16 [default: $FACEFIT_PRECISION, else auto].",
+                                                  callback=_apply_precision, show_default=False)]

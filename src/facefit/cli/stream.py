@@ -10,7 +10,7 @@ from typing import Annotated
 import typer
 
 from facefit.cli.common import distance_threshold, info, warn
-from facefit.cli.options import GalleryModelOpt, GalleryOpt, ThresholdFromOpt
+from facefit.cli.options import GalleryModelOpt, GalleryOpt, PrecisionOpt, ThresholdFromOpt
 from facefit.stream import DEFAULT_DETECT_EVERY
 
 EXIT_INTERRUPTED = 130
@@ -28,6 +28,7 @@ def stream(
                                           "http(s):// stream URL.", show_default=False)],
     gallery: GalleryOpt = None,
     model: GalleryModelOpt = None,
+    precision: PrecisionOpt = None,
     threshold: Annotated[float | None, typer.Option("--threshold", callback=distance_threshold,
                                                     help="Accept a match at this distance or less "
                                                     "(default: the model's own).", show_default=False)] = None,

@@ -57,6 +57,7 @@ def metrics_doc(run: EvalRun, command: str = "") -> dict[str, Any]:
     for m in run.models:
         models[m.label] = {
             "contract": m.contract.to_dict(),
+            "precision": m.precision,
             "detection": {"detector": m.detector, "no_face": len(m.no_face),
                           "images_without_face": [_rel(p, run.pairs.root) for p in m.no_face]},
             "total": m.total,
@@ -165,7 +166,8 @@ def report_markdown(doc: dict[str, Any]) -> str:
         flip = ", test-time flip (the model's own)" if m["contract"].get("flip_average") else ""
         found = m.get("detection", {})
         faces = (f"; detector {found['detector']}, no face in {found['no_face']} image(s)" if found else "")
-        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance{flip}{faces}",
+        out += [f"## {lb}", "", f"contract `{m['contract']['id']}`, {m['calibration']['metric']} distance{flip}{faces}"
+                f", precision {m.get('precision', 'fp32')}",
                 ""]
         rows = [("**total**", m["total"])] + sorted(m["subgroups"].items())
         out += _table(rows)

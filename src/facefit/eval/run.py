@@ -76,6 +76,7 @@ class ModelEval:
     embedded_now: int = 0  # embeddings computed in this run (the rest came from the cache)
     detector: str = "hog"  # the detector this model's faces were found with
     no_face: list[Path] = field(default_factory=list)  # images this model's detector found no face in
+    precision: str = "fp32"  # what the embeddings were computed at (fp32, bf16; an ensemble's per member)
 
 
 @dataclass
@@ -95,8 +96,10 @@ def _wants_flip(contract: EmbeddingContract, options: EvalOptions) -> bool:
     return options.flip and not contract.flip_average
 
 
-def _emb_key(contract: EmbeddingContract, det_key: str, provenance: str, flipped: bool) -> str:
-    return f"{contract.id}|{det_key}|{provenance}|{'flip' if flipped else 'orig'}"
+def _emb_key(contract: EmbeddingContract, det_key: str, provenance: str, flipped: bool, precision: str) -> str:
+    # fp32 keys are those of caches written before precisions existed; others name theirs.
+    tail = "" if precision == "fp32" else f"|{precision}"
+    return f"{contract.id}|{det_key}|{provenance}|{'flip' if flipped else 'orig'}{tail}"
 
 
 Views = dict[AlignRecipe, np.ndarray]
@@ -130,7 +133,8 @@ class _Embedder:
                 emb = model.embed_views(batch, batch_size=self.options.batch_size)
                 rows: dict[str, list[tuple[str, np.ndarray]]] = {}
                 for (sha, prov, _), e in zip(items, emb):
-                    rows.setdefault(_emb_key(model.contract, self.det_key, prov, flipped), []).append((sha, e))
+                    rows.setdefault(_emb_key(model.contract, self.det_key, prov, flipped, model.precision),
+                                    []).append((sha, e))
                 for key, vals in rows.items():
                     self.cache.put_embeddings(key, vals)
             self.count[k] += len(items)
@@ -234,9 +238,15 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[tuple[st
                 prov = provenance_of(sha[p])
                 if prov is not None:
                     by_key.setdefault(prov, []).append(p)
+            precision = m.known_precision()
+            if precision is None:  # auto, never measured here: it is measured on the first chips embedded
+                need += [p for paths in by_key.values() for p in paths]
+                out.append(need)
+                continue
             for prov, paths in by_key.items():
-                keys = [_emb_key(m.contract, det_key, prov, False)] + \
-                    ([_emb_key(m.contract, det_key, prov, True)] if _wants_flip(m.contract, options) else [])
+                keys = [_emb_key(m.contract, det_key, prov, False, precision)] + \
+                    ([_emb_key(m.contract, det_key, prov, True, precision)] if _wants_flip(m.contract, options)
+                     else [])
                 have = [cache.get_embeddings([sha[p] for p in paths], k) for k in keys]
                 need += [p for p in paths if not all(sha[p] in h for h in have)]
             out.append(need)
@@ -315,7 +325,8 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[tuple[st
     embedder.flush()
     seconds["fallback"] = seconds.get("fallback", 0.0) + time.perf_counter() - t0
 
-    embeddings = [_gather(images, sha, dets, model.contract, options, det_key, cache, fb_prov) for _, model in models]
+    embeddings = [_gather(images, sha, dets, model.contract, model.precision, options, det_key, cache, fb_prov)
+                  for _, model in models]
     return EmbeddedImages(embeddings, sha, no_face, fallback, len(undetected), list(embedder.count), seconds)
 
 
@@ -352,7 +363,7 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
         subs = subgroup_metrics(-dist, same, folds, groups) if groups else {}
         results.append(ModelEval(label, model.contract, dist, metric, to_distance_units(total),
                                  {g: to_distance_units(m) for g, m in subs.items()}, embedded.embedded_now[k],
-                                 embedded.detectors[k], embedded.no_face_per_model[k]))
+                                 embedded.detectors[k], embedded.no_face_per_model[k], model.precision))
     seconds["metrics"] = time.perf_counter() - t0
     return EvalRun(pairs, options, results, embedded.no_face, embedded.fallback_box, data_sha,
                    embedded.detected_now, seconds)
@@ -384,7 +395,7 @@ class _share_cores:
 
 
 def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDetection], contract: EmbeddingContract,
-            options: EvalOptions, det_key: str, cache: EvalCache,
+            precision: str, options: EvalOptions, det_key: str, cache: EvalCache,
             fb_prov: Callable[[str], str | None]) -> dict[Path, np.ndarray]:
     by_key: dict[str, list[Path]] = {}
     for p in images:
@@ -393,9 +404,9 @@ def _gather(images: list[Path], sha: dict[Path, str], dets: dict[str, CachedDete
     out: dict[Path, np.ndarray] = {}
     for prov, paths in by_key.items():
         shas = [sha[p] for p in paths]
-        orig = cache.get_embeddings(shas, _emb_key(contract, det_key, prov, False))
+        orig = cache.get_embeddings(shas, _emb_key(contract, det_key, prov, False, precision))
         mirror = _wants_flip(contract, options)
-        flip = cache.get_embeddings(shas, _emb_key(contract, det_key, prov, True)) if mirror else {}
+        flip = cache.get_embeddings(shas, _emb_key(contract, det_key, prov, True, precision)) if mirror else {}
         for p in paths:
             if sha[p] not in orig or (mirror and sha[p] not in flip):
                 raise RuntimeError(f"{p}: embedding missing from the cache after embedding")  # a bug, not input

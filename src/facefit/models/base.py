@@ -90,21 +90,74 @@ class FaceEmbedder(nn.Module):
         bake_parametrizations(net)  # training-time reparametrizations (adapters) become plain weights
         return net
 
-    def _inference_net(self) -> nn.Module:
-        """The cached inference copy, rebuilt whenever a parameter changed (optimizer step, load)."""
+    def _inference_net(self, dtype: torch.dtype = torch.float32) -> nn.Module:
+        """The cached inference copy at ``dtype``, rebuilt whenever a parameter changed (optimizer step, load)."""
         params = list(self.parameters())
-        key = (tuple(p._version for p in params), tuple(p.data_ptr() for p in params), self._mean.device)
-        cached = self.__dict__.get("_inference_cache")
+        key = (tuple(p._version for p in params), tuple(p.data_ptr() for p in params), self._mean.device, dtype)
+        cache = self.__dict__.setdefault("_inference_cache", {})
+        cached = cache.get(dtype)
         if cached is None or cached[0] != key:
             net = self.inference_copy().eval()
             for p in net.parameters():
                 p.requires_grad_(False)
+            if dtype != torch.float32:
+                net = net.to(dtype)
             if self._mean.device.type == "cpu":
                 net = net.to(memory_format=torch.channels_last)
             # A plain attribute, not a submodule: it must never enter state_dict().
-            self.__dict__["_inference_cache"] = (key, net)
-            cached = self.__dict__["_inference_cache"]
+            cache[dtype] = cached = (key, net)
         return cached[1]
+
+    # --- precision -------------------------------------------------------------------------------------------
+
+    def set_precision(self, precision: str | None = None) -> None:
+        """Run inference at ``precision`` (auto, fp32 or bf16; None: $FACEFIT_PRECISION, else auto).
+
+        ``auto`` is resolved at the first embedding, on its chips (see ``facefit.models.precision``).
+        """
+        from facefit.models.precision import requested_precision
+
+        self.__dict__["_precision_request"] = requested_precision(precision)
+        self.__dict__.pop("_precision_choice", None)
+
+    @property
+    def precision_request(self) -> str:
+        if "_precision_request" not in self.__dict__:
+            self.set_precision(None)
+        return self.__dict__["_precision_request"]
+
+    @property
+    def precision_choice(self) -> Any:
+        """The resolved ``PrecisionChoice``, or None before the first embedding under ``auto``."""
+        return self.__dict__.get("_precision_choice")
+
+    @property
+    def precision(self) -> str:
+        """The precision embeddings are computed at: fp32 or bf16 once resolved, else the request."""
+        choice = self.precision_choice
+        return choice.precision if choice is not None else self.precision_request
+
+    def resolve_precision(self, chips: np.ndarray | None = None, *, remeasure: bool = False) -> Any:
+        """Settle the precision now (``auto`` measures on ``chips``: real faces of this model's recipe)."""
+        from facefit.models.precision import choose_precision
+
+        choice = self.precision_choice
+        if choice is None or remeasure:
+            chips = np.empty((0, 0, 0, 3), np.uint8) if chips is None else self.check_chips(chips)
+            choice = choose_precision(self, self.precision_request, chips, remeasure=remeasure)
+            self.__dict__["_precision_choice"] = choice
+        return choice
+
+    def known_precision(self) -> str | None:
+        """The precision embeddings will be computed at, if known without measuring; settles it if so."""
+        from facefit.models.precision import settled_precision
+
+        if self.precision_choice is None:
+            choice = settled_precision(self, self.precision_request)
+            if choice is None:
+                return None
+            self.__dict__["_precision_choice"] = choice
+        return self.precision
 
     @property
     def embedding_dim(self) -> int:
@@ -163,16 +216,28 @@ class FaceEmbedder(nn.Module):
     ) -> np.ndarray:
         """Embed aligned uint8 RGB chips (N, H, W, 3); returns float32 (N, D) raw outputs.
 
-        Under a ``flip_average`` contract each output is the mean of the chip's and its mirror's.
+        Under a ``flip_average`` contract each output is the mean of the chip's and its mirror's. The
+        network runs at the model's precision (``set_precision``); the outputs are float32 either way.
 
         ``on_batch(n)`` is called after each batch with its size (for progress bars).
         """
+        arr = self.check_chips(chips)
+        if len(arr) and self.precision_choice is None:
+            self.resolve_precision(arr[:8])
+        from facefit.models.precision import DTYPES
+
+        return self.embed_at(arr, DTYPES[self.precision], batch_size=batch_size, on_batch=on_batch)
+
+    @torch.inference_mode()
+    def embed_at(self, chips: np.ndarray, dtype: torch.dtype, batch_size: int = 64,
+                 on_batch: Callable[[int], None] | None = None) -> np.ndarray:
+        """``embed`` at an explicit network dtype (float32 or bfloat16), whatever the model's precision."""
         if batch_size < 1:
             raise ValueError(f"batch_size must be >= 1, got {batch_size}")
         batch_size = min(batch_size, self.max_inference_batch or batch_size)
         arr = self.check_chips(chips)
         out = np.empty((len(arr), self.embedding_dim), dtype=np.float32)
-        net = self._inference_net()
+        net = self._inference_net(dtype)
         channels_last = self._mean.device.type == "cpu"
         flip = self.contract.flip_average
         for start in range(0, len(arr), batch_size):
@@ -183,7 +248,7 @@ class FaceEmbedder(nn.Module):
                 x = torch.cat([x, x.flip(3)])
             if channels_last:
                 x = x.contiguous(memory_format=torch.channels_last)
-            y = net(x).float()
+            y = net(x.to(dtype)).float()
             out[start : start + n] = ((y[:n] + y[n:]) / 2 if flip else y).cpu().numpy()
             if on_batch is not None:
                 on_batch(len(batch))

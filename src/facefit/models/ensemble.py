@@ -83,6 +83,21 @@ class EnsembleEmbedder(FaceEmbedder):
     def recipes(self) -> tuple[AlignRecipe, ...]:
         return tuple(dict.fromkeys(m.contract.align for m in self.members))
 
+    def set_precision(self, precision: str | None = None) -> None:
+        """Each member runs at ``precision``; under ``auto`` each settles its own."""
+        super().set_precision(precision)
+        for m in self.members:
+            m.set_precision(precision)
+
+    @property
+    def precision(self) -> str:
+        """The members' precisions, one word when they agree (``fp32``), else joined (``bf16+fp32``)."""
+        return "+".join(dict.fromkeys(m.precision for m in self.members))
+
+    def known_precision(self) -> str | None:
+        known = [m.known_precision() for m in self.members]
+        return None if None in known else "+".join(dict.fromkeys(known))  # type: ignore[arg-type]
+
     def forward(self, x: torch.Tensor) -> torch.Tensor:
         raise TypeError("an ensemble's members need different chips of the same face; use embed_views or "
                         "embed_faces")

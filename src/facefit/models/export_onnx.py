@@ -251,7 +251,7 @@ def _check_parity(model: FaceEmbedder, path: Path, chips: np.ndarray, input_orde
         session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     except Exception as exc:
         raise OnnxExportError(f"{label}: onnxruntime cannot load the exported graph: {_short_reason(exc)}") from None
-    reference = model.embed(chips)
+    reference = model.embed_at(chips, torch.float32)  # parity is with the fp32 network, whatever precision runs
     diff = 0.0
     # The whole batch and a batch of one: a graph whose batch axis was frozen at trace time fails one of them.
     for sub, ref in ((chips, reference), (chips[:1], reference[:1])):

@@ -31,6 +31,7 @@ def create_model(
     pretrained: bool = True,
     *,
     device: str | torch.device | None = None,
+    precision: str | None = None,
 ) -> FaceEmbedder:
     """Build a face-embedding model.
 
@@ -38,7 +39,13 @@ def create_model(
     (as written by ``save_model`` or ``facefit train``), or a dlib ``.dat`` file of
     the dlib ResNet. With ``pretrained=False`` a registered model is randomly
     initialised. The model is returned in eval mode, carrying its ``contract``.
+
+    ``precision`` (``auto``, ``fp32`` or ``bf16``; default $FACEFIT_PRECISION, else ``auto``) is what
+    ``embed`` runs at; ``auto`` measures both once per machine and keeps bf16 only where it is faster.
     """
+    from facefit.models.precision import requested_precision
+
+    wanted = requested_precision(precision)  # a bad value fails before any weights are read
     text = os.fspath(name)
     if not text.strip():
         raise ModelNotFoundError("no model given: pass a registered name (see list_models()) or a path")
@@ -64,6 +71,7 @@ def create_model(
     model.eval()
     if device is not None:
         model.to(device)
+    model.set_precision(wanted)
     return model
 
 

@@ -188,7 +188,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
     np.random.seed(cfg.seed)
     ckpt_dir = run_dir / CKPT_DIR
 
-    model = create_model(cfg.base, pretrained=cfg.pretrained)
+    # Validation, the head's start and calibration embed in fp32: exact and the same on every machine.
+    model = create_model(cfg.base, pretrained=cfg.pretrained, precision="fp32")
     if cfg.flip_average:  # validation, calibration and the exported model all embed this way
         model.contract = replace(model.contract, flip_average=True)
     data, anchors, validator = _load_data(cfg, model.contract.align, dist, progress, log)
@@ -219,7 +220,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
         log(f"{sum(p.numel() for p in model.parameters() if p.requires_grad) / 1e6:.2f} M trainable parameters"
             + (f" ({frozen / 1e6:.2f} M frozen)" if frozen else "") + f"; {s.steps_per_epoch} steps of {s.batch} "
             f"per epoch; {o.epochs} epochs planned" + (f", within {o.time_budget_min:g} min" if o.time_budget_min
-                                                      else "") + f"; device {device}")
+                                                      else "") + f"; device {device}"
+            + (", bf16 autocast" if s.bf16 else ", fp32"))
     budget = TimeBudget(o.time_budget_min, s.schedule, steps_per_epoch=s.steps_per_epoch, batch=s.batch,
                         max_steps=o.epochs * s.steps_per_epoch, broadcast=dist.broadcast_int,
                         resumed=state is not None, fit=o.fit_budget)
@@ -261,7 +263,7 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                 "model": model.state_dict(), "loss": s.loss_fn.state_dict(), "optimizer": s.optimizer.state_dict(),
                 "scheduler": s.scheduler.state_dict(), "scaler": s.scaler.state_dict(),
                 "total_steps": s.schedule.total, "rng": rng_state(), "config_digest": cfg.digest(),
-                "data_digest": data.digest,
+                "data_digest": data.digest, "bf16": s.bf16,
                 "ema": s.ema.state_dict() if s.ema is not None else None, **run.to_checkpoint()})
         dist.barrier()
 

@@ -42,6 +42,24 @@ def param_groups(model: nn.Module, loss: nn.Module, cfg: TrainConfig) -> list[di
     return [g for g in groups if g["params"]]
 
 
+def training_bf16(cfg: TrainConfig, model: FaceEmbedder, chips: np.ndarray, device: str,
+                  state: dict[str, Any] | None) -> bool:
+    """Whether the forward passes run under bf16 autocast: as ``optim.precision`` asks, or as the run began."""
+    if state is not None and "bf16" in state:
+        return bool(state["bf16"])  # an exact resume needs the precision the run started with
+    from facefit.models.precision import choose_precision, requested_precision
+
+    # optim.precision auto defers to $FACEFIT_PRECISION when it is set (the machine's preference).
+    asked = cfg.optim.precision if cfg.optim.precision != "auto" else requested_precision(None)
+    if device.startswith("cuda"):
+        return asked == "bf16" or (asked == "auto" and cfg.optim.amp)
+    if asked == "fp32":
+        return False
+    # On a CPU, auto follows this machine's measured inference choice for the base model (cached per machine);
+    # bf16 asked where the CPU lacks it is refused rather than run 10x slower.
+    return choose_precision(model, asked, chips[:8]).precision == "bf16"
+
+
 def build_stepper(cfg: TrainConfig, model: FaceEmbedder, train_set: Any, state: dict[str, Any] | None, *,
                   device: str, dist: Any, log: Callable[[str], None]) -> tuple[Stepper, int]:
     """The stepper for ``model`` (already on ``device``), restored from ``state`` when resuming.
@@ -94,7 +112,8 @@ def build_stepper(cfg: TrainConfig, model: FaceEmbedder, train_set: Any, state: 
     scaler = torch.amp.GradScaler("cuda", enabled=False)  # bf16 autocast needs no scaling; kept for fp16 runs
     trainable = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
     stepper = Stepper(cfg, model, loss_fn, module, teacher, DISTILLATION[guard.distill_kind], l2sp, optimizer,
-                      scheduler, scaler, ema, schedule, device, batch, steps_per_epoch, person_block, trainable)
+                      scheduler, scaler, ema, schedule, device, batch, steps_per_epoch, person_block, trainable,
+                      training_bf16(cfg, model, train_set.chips, device, state))
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -77,6 +77,7 @@ class Stepper:
     steps_per_epoch: int
     person_block: int | None  # K of P x K batches, or None for a plain permutation
     trainable: list[nn.Parameter] = field(default_factory=list)
+    bf16: bool = False  # bf16 autocast of the forward passes (see ``facefit.train.setup.training_bf16``)
 
     @property
     def prefix(self) -> int:
@@ -92,8 +93,8 @@ class Stepper:
              sums: dict[str, float]) -> tuple[torch.Tensor, torch.Tensor]:
         """The step's total loss and its metric-loss part; adds each guard's term to ``sums``."""
         guard = self.cfg.guard
-        bf16 = self.cfg.optim.amp and self.device.startswith("cuda")
-        with torch.autocast("cuda", dtype=torch.bfloat16, enabled=bf16):
+        kind = "cuda" if self.device.startswith("cuda") else "cpu"
+        with torch.autocast(kind, dtype=torch.bfloat16, enabled=self.bf16):
             if self.prefix:
                 with torch.no_grad():
                     x = self.model.run_stages(x, 0, self.prefix)
