@@ -27,7 +27,7 @@ def _thresholds(metric: str, best: float | None, far_1e3: float | None) -> dict[
 
 
 def export_model(model: FaceEmbedder, cfg: TrainConfig, run_dir: Path, metrics: dict[str, Any], best_epoch: int,
-                 data_digest: str, train_set: Any) -> Path:
+                 data_digest: str, train_set: Any, training_precision: str = "fp32") -> Path:
     """Write ``run_dir/model``: weights, contract (with calibrated thresholds) and MODEL_CARD.md."""
     thr = _finite(metrics.get("threshold"))
     base = model.contract
@@ -52,7 +52,7 @@ def export_model(model: FaceEmbedder, cfg: TrainConfig, run_dir: Path, metrics: 
         "train_data_sha256": data_digest, "train_faces": len(train_set), "train_persons": train_set.n_persons,
         "validation_pairs": str(cfg.data.val_pairs) if cfg.data.val_pairs else None,
         "validation_metrics": {k: _finite(metrics.get(k)) for k in keep if k in metrics},
-        "config_digest": cfg.digest(),
+        "config_digest": cfg.digest(), "training_precision": training_precision,
     }
     merge_adapters(model)  # the artefact is the plain base architecture
     out = save_model(model, run_dir / "model", overwrite=True,
@@ -77,6 +77,7 @@ def _card_markdown(model: FaceEmbedder, cfg: TrainConfig, calibration: dict, car
         f"- training data: {', '.join(card['train_data'])} ({card['train_faces']} faces of {card['train_persons']} "
         f"persons; sha256 {card['train_data_sha256'][:12]})",
         f"- best epoch: {card['best_epoch']}",
+        f"- trained at: {card.get('training_precision', 'fp32')} (validation and calibration embed in fp32)",
         f"- licence: {model.contract.licence}",
         "",
         "## Validation",

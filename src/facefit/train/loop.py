@@ -272,7 +272,8 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
         if best_state is not None:
             model.load_state_dict(best_state["model"])
             run.best_metrics, run.best_epoch = best_state["metrics"], best_state["epoch"]
-        export_model(model, cfg, run_dir, run.best_metrics, run.best_epoch, data.digest, train_set)
+        export_model(model, cfg, run_dir, run.best_metrics, run.best_epoch, data.digest, train_set,
+                     "bf16 autocast" if s.bf16 else "fp32")
         train_log.close()
     dist.barrier()
     dist.close()
