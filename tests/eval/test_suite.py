@@ -346,3 +346,30 @@ def test_a_bin_benchmark_is_evaluated_as_eval_of_the_bin(yale_dir: Path, tmp_pat
                      single["models"]["dlib-resnet"][part], part)
     assert doc["populations"]["dlib-resnet"]["by_population"]["yale"]["n_neg"] == 3
     assert "deltas" not in doc  # one model: nothing to compare
+
+
+def test_train_with_report_suite_writes_the_card_after_training(yale_suite: Path, johns_dir: Path, tmp_path: Path,
+                                                                capsys: pytest.CaptureFixture,
+                                                                monkeypatch: pytest.MonkeyPatch) -> None:
+    """`facefit train ... --report-suite`: after the run (a stand-in that exports a copy of its base), the suite
+    runs on the model and its base and the card gets its section."""
+    from types import SimpleNamespace
+
+    import facefit.train.loop
+    from facefit import create_model, save_model
+
+    def fake_train(cfg, run_dir: Path, **_):  # noqa: ANN001, ANN202
+        model_dir = save_model(create_model(cfg.base), run_dir / "model", metadata={"card": {"base": cfg.base}})
+        (model_dir / "MODEL_CARD.md").write_text("# fine-tuned\n")
+        return SimpleNamespace(best={"accuracy": 0.9}, seconds=1.0, images_per_s=10.0, best_epoch=1,
+                               model_dir=model_dir)
+
+    monkeypatch.setattr(facefit.train.loop, "train", fake_train)
+    run_dir = tmp_path / "run"
+    code, _, err = cli(capsys, "train", johns_dir, "--out", run_dir, "--base", "dlib-resnet", "--report-suite",
+                       yale_suite)
+    assert code == 0, err
+    meta = json.loads((run_dir / "model" / "facefit-model.json").read_text())["metadata"]["suite"]
+    assert (meta["base"], meta["model"], meta["reference"]) == ("dlib-resnet", "run", "yale-b")
+    assert "## Benchmarks, forgetting and the population gap" in (run_dir / "model" / "MODEL_CARD.md").read_text()
+    assert (run_dir / "suite" / "report.md").is_file()
