@@ -96,3 +96,60 @@ def test_gap_names_the_extremes() -> None:
     assert g["fmr_ratio"] == pytest.approx(4.0) and g["fnmr_ratio"] == pytest.approx(4.0)
     assert (g["fmr_highest"], g["fmr_lowest"]) == ("korean", "lfw")
     assert g["zero_counts"] == {"fmr": [], "fnmr": []}
+
+
+def test_population_section_pools_benchmarks_and_handles_many_populations(tmp_path) -> None:  # noqa: ANN001
+    """Four benchmarks, two of them one population, two models: the section against a naive computation."""
+    from types import SimpleNamespace
+
+    from facefit.eval.report_suite import deltas_section, plot_det, plot_populations, population_section
+    from facefit.eval.suite import BenchmarkRun, Suite, SuiteBenchmark, SuiteRun
+
+    rng = np.random.default_rng(7)
+    specs = [("ref", "west", 400), ("b1", "east", 150), ("b2", "east", 90), ("b3", "south", 60)]
+    suite = Suite(reference="ref", fmr=0.01, benchmarks=[SuiteBenchmark(name=n, root=tmp_path, pairs=tmp_path,
+                                                                       population=p) for n, p, _ in specs])
+    runs, raw = [], {}
+    for name, _, n in specs:
+        same = rng.random(n) < 0.5
+        models = []
+        for k in range(2):
+            shift = 0.1 * k + (0.15 if name != "ref" else 0.0)  # the other populations match more falsely
+            dist = np.where(same, rng.normal(0.5, 0.1, n), rng.normal(1.0 - shift, 0.1, n)).round(3)
+            models.append(SimpleNamespace(label=f"m{k}", distances=dist, metric="cosine"))
+        raw[name] = (same, [m.distances for m in models])
+        pairs = SimpleNamespace(pairs=[SimpleNamespace(same=bool(s)) for s in same])
+        runs.append(BenchmarkRun(suite.benchmarks[len(runs)], SimpleNamespace(models=models, pairs=pairs),
+                                 tmp_path, tmp_path))
+    srun = SuiteRun(suite, runs, {})
+    section = population_section(srun)
+    assert list(section) == ["m0", "m1"]
+    for k, label in enumerate(["m0", "m1"]):
+        same, dists = raw["ref"]
+        t = naive_threshold(dists[k][~same].tolist(), 0.01)
+        p = section[label]
+        assert p["threshold"] == t and p["reference_fmr"] <= 0.01
+        assert list(p["by_population"]) == ["west", "east", "south"]
+        for pop, names in (("west", ["ref"]), ("east", ["b1", "b2"]), ("south", ["b3"])):
+            d = np.concatenate([raw[n][1][k] for n in names]).tolist()
+            s = np.concatenate([raw[n][0] for n in names]).tolist()
+            r = p["by_population"][pop]
+            assert (r["fmr"], r["fnmr"]) == naive_rates(d, s, t)
+            assert (r["n_pos"], r["n_neg"]) == (sum(s), len(s) - sum(s)) and r["benchmarks"] == names
+        rows = {q: (r["false_matches"], r["n_neg"], r["false_non_matches"], r["n_pos"])
+                for q, r in p["by_population"].items()}
+        want_fmr, want_fnmr = naive_gap(rows)
+        assert p["gap"]["fmr_ratio"] == pytest.approx(want_fmr) and p["gap"]["fnmr_ratio"] == pytest.approx(want_fnmr)
+    benchmarks = {n: {"models": {f"m{k}": {"total": {"accuracy": 0.5 + 0.1 * k + i / 100, "auc": 0.9}}
+                                 for k in range(2)}} for i, (n, _, _) in enumerate(specs)}
+    deltas = deltas_section(benchmarks, section)
+    assert list(deltas) == ["m1"] and deltas["m1"]["against"] == "m0"
+    assert deltas["m1"]["benchmarks"]["b2"]["accuracy"] == pytest.approx(0.1)
+    assert deltas["m1"]["benchmarks"]["b2"]["tar_at_far_1e-3"] is None  # missing on both: no delta
+    for pop in ("west", "east", "south"):
+        assert deltas["m1"]["populations"][pop]["fmr"] == pytest.approx(
+            section["m1"]["by_population"][pop]["fmr"] - section["m0"]["by_population"][pop]["fmr"])
+    doc = {"populations": section, "suite": {"fmr": 0.01, "reference": "ref"}}
+    plot_populations(doc, tmp_path / "p.png")
+    plot_det(srun, doc, tmp_path / "d.png")
+    assert (tmp_path / "p.png").stat().st_size > 1000 and (tmp_path / "d.png").stat().st_size > 1000

@@ -261,7 +261,7 @@ def plot_populations(doc: dict[str, Any], path: Path) -> None:
 
     labels = list(doc["populations"])
     pops = list(doc["populations"][labels[0]]["by_population"])
-    fig, axes = plt.subplots(1, 2, figsize=(10, 4.2))
+    fig, axes = plt.subplots(1, 2, figsize=(max(10.0, 1.2 * len(pops) * len(labels) + 2), 4.2))
     width = 0.8 / len(labels)
     for ax, (rate, count, total) in zip(axes, (("fmr", "false_matches", "n_neg"),
                                                ("fnmr", "false_non_matches", "n_pos"))):
@@ -278,7 +278,7 @@ def plot_populations(doc: dict[str, Any], path: Path) -> None:
         lowest = min((0.5 / r[total] for lb in labels for r in doc["populations"][lb]["by_population"].values()
                       if r[total]), default=1e-4)
         ax.set_ylim(lowest / 2, 1.0)
-        ax.set_xticks(range(len(pops)), labels=pops, fontsize=8)
+        ax.set_xticks(range(len(pops)), labels=pops, fontsize=8, rotation=30 if len(pops) > 4 else 0)
         ax.set_title(f"{rate.upper()} at the shared threshold", fontsize=10)
         ax.grid(True, axis="y", which="both", alpha=0.3)
     axes[0].axhline(doc["suite"]["fmr"], color="grey", lw=0.8, ls=":", label=f"target {doc['suite']['fmr']:g}")
@@ -302,8 +302,12 @@ def plot_det(srun: SuiteRun, doc: dict[str, Any], path: Path) -> None:
     labels = _labels(srun)
     pops = srun.suite.populations()
     n = len(pops)
-    fig, axes = plt.subplots(1, n, figsize=(4.2 * n + 0.6, 4.2), squeeze=False)
-    for ax, (pop, names) in zip(axes[0], pops.items()):
+    cols = min(n, 3)  # many populations wrap into rows of three
+    rows = -(-n // cols)
+    fig, axes = plt.subplots(rows, cols, figsize=(4.2 * cols + 0.6, 4.0 * rows + 0.3), squeeze=False)
+    for ax in axes.flat[n:]:
+        ax.set_visible(False)
+    for ax, (pop, names) in zip(axes.flat, pops.items()):
         floor = 1.0
         for k, lb in enumerate(labels):
             dist, same = _pooled(srun, names, k)
@@ -321,10 +325,10 @@ def plot_det(srun: SuiteRun, doc: dict[str, Any], path: Path) -> None:
         ax.set_xlim(floor / 2, 1)
         ax.set_ylim(floor / 2, 1)
         ax.set_xlabel("FMR (false match rate)")
+        ax.set_ylabel("FNMR (false non-match rate)")
         ax.set_title(f"{pop} ({', '.join(names)})", fontsize=9)
         ax.grid(True, which="both", alpha=0.3)
         ax.legend(fontsize=7)
-    axes[0, 0].set_ylabel("FNMR (false non-match rate)")
     fig.suptitle("DET per population; dots: each model's shared threshold", fontsize=9)
     fig.tight_layout()
     fig.savefig(path, dpi=120)
