@@ -177,8 +177,10 @@ def test_bench_embed_runs(tmp_path: Path) -> None:
 
     doc = json.loads((tmp_path / "b.json").read_text())
     assert doc["rows"][0]["batch"] == 4 and doc["rows"][0]["images_per_s"] > 0
-    # Both shipped models, each on chips of its own size: SFace's beside dlib-resnet's.
-    assert [r["backend"].split(",")[0] for r in doc["rows"]] == ["dlib-resnet", "sface"]
+    # Both shipped models, each on chips of its own size: SFace's beside dlib-resnet's, each labelled with the
+    # precision it ran at.
+    assert [r["backend"].split(",")[0] for r in doc["rows"]] == \
+        [f"{m} {doc['precision'][m]['precision']}" for m in ("dlib-resnet", "sface")]
     assert "resized to 112x112" in proc.stderr
 
 
