@@ -15,7 +15,7 @@ def card(
                                         show_default=False)],
     suite: Annotated[Path, typer.Option("--suite", "-s", help="Suite YAML to evaluate the model and its base on.",
                                         show_default=False)],
-    base: Annotated[str | None, typer.Option("--base", "-b", help="Model to compare with [the run's base].",
+    base: Annotated[str | None, typer.Option("--base", "-b", help="Model to compare with (default: the run's base).",
                                              show_default=False)] = None,
     workers: WorkersOpt = None,
     cache: CacheOpt = None,
