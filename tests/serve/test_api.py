@@ -164,6 +164,7 @@ def test_api_key_guards_everything_but_health(tmp_path: Path, yale_dir: Path) ->
         assert c.get("/persons", headers={"Authorization": "Bearer s3cret"}).status_code == 200
         model = c.get("/model", headers={"Authorization": "Bearer s3cret"}).json()
         assert model["id"] == c.get("/health").json()["model"]
+        assert c.get("/health").json()["precision"] == "fp32"  # the tests pin FACEFIT_PRECISION=fp32
 
 
 def test_read_only_and_gallery_free_servers(tmp_path: Path, yale_dir: Path) -> None:

@@ -102,6 +102,8 @@ class Health(Strict):
     status: Literal["ok", "error"] = Field("ok", description="error (with a 503): the gallery cannot be read")
     version: str
     model: str = Field(description="the embedding contract id")
+    precision: str = Field(description="what embeddings are computed at: fp32 or bf16 (an ensemble's per "
+                                       "member, e.g. bf16+fp32); auto until the first embedding settles it")
     gallery: str | None = Field(description="the gallery's kind (sqlite, postgresql); null without one. Its "
                                             "location stays in the server's log")
     persons: int | None

@@ -38,7 +38,8 @@ async def health(state: State, response: Response) -> Health:
             log.warning("health: the gallery %s cannot answer: %s", state.gallery.location, problem)
             response.status_code = status.HTTP_503_SERVICE_UNAVAILABLE
     return Health(status="ok" if problem is None else "error", version=facefit.__version__,
-                  model=state.model.contract.id, gallery=None if state.gallery is None else state.gallery.kind,
+                  model=state.model.contract.id, precision=state.model.known_precision() or "auto",
+                  gallery=None if state.gallery is None else state.gallery.kind,
                   persons=persons, faces=faces,
                   detail=None if problem is None else "the gallery cannot be read: "
                   + _public(state.gallery, problem))
