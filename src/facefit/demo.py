@@ -147,8 +147,8 @@ def _population_table(doc: dict):  # noqa: ANN202
         cells = []
         for lb in labels:
             g = doc["populations"][lb]["gap"]
-            v, zero = g[key], g["zero_counts"][key.split("_")[0]]
-            cells.append("n/a" if v is None else ("≥ " if zero else "") + f"{v:.2f}x")
+            v, bound = g[key], g["lower_bound"][key.split("_")[0]]
+            cells.append("n/a" if v is None else ("≥ " if bound else "") + f"{v:.2f}x")
         table.add_row("max/min" if key == "fmr_ratio" else "", name, *cells)
     return table
 

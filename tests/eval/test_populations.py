@@ -58,7 +58,8 @@ def test_threshold_edges() -> None:
 
 
 def naive_gap(rows: dict[str, tuple[int, int, int, int]]) -> tuple[float | None, float | None]:
-    """rows: population -> (false matches, n_neg, false non-matches, n_pos); a zero count counts as one."""
+    """rows: population -> (false matches, n_neg, false non-matches, n_pos). The highest rate is one measured
+    with errors; the lowest may be a zero count taken as one error."""
     out = []
     for errs, total in ((0, 1), (2, 3)):
         have = {p: r for p, r in rows.items() if r[total] > 0}
@@ -66,7 +67,8 @@ def naive_gap(rows: dict[str, tuple[int, int, int, int]]) -> tuple[float | None,
             out.append(None)
             continue
         rates = [max(r[errs], 1) / r[total] for r in have.values()]
-        out.append(max(rates) / min(rates) if rates else None)
+        measured = [r[errs] / r[total] for r in have.values() if r[errs] > 0] or rates
+        out.append(max(measured) / min(rates) if rates else None)
     return out[0], out[1]
 
 
@@ -76,6 +78,7 @@ def naive_gap(rows: dict[str, tuple[int, int, int, int]]) -> tuple[float | None,
     {"a": (0, 1000, 0, 500), "b": (0, 2000, 5, 400)},  # no false match anywhere
     {"a": (4, 1000, 2, 0 + 500)},  # one population: ratio 1
     {"a": (2, 100, 3, 0), "b": (1, 100, 5, 50)},  # a population without same-person pairs: no FNMR
+    {"small": (0, 10, 1, 10), "big": (1, 1000, 10, 1000)},  # 0 of 10 is no evidence of a 10% FMR
 ])
 def test_gap_matches_a_naive_reference(rows: dict[str, tuple[int, int, int, int]]) -> None:
     by_pop = {p: {"fmr": fm / nn if nn else None, "fnmr": fnm / npos if npos else None, "false_matches": fm,
@@ -95,7 +98,20 @@ def test_gap_names_the_extremes() -> None:
     g = gap(by_pop)
     assert g["fmr_ratio"] == pytest.approx(4.0) and g["fnmr_ratio"] == pytest.approx(4.0)
     assert (g["fmr_highest"], g["fmr_lowest"]) == ("korean", "lfw")
-    assert g["zero_counts"] == {"fmr": [], "fnmr": []}
+    assert g["zero_counts"] == {"fmr": [], "fnmr": []} and g["lower_bound"] == {"fmr": False, "fnmr": False}
+
+
+def test_a_small_population_without_errors_is_never_the_worst() -> None:
+    by_pop = {"small": {"fmr": 0.0, "false_matches": 0, "n_neg": 10, "fnmr": 0.0, "false_non_matches": 0,
+                        "n_pos": 10},
+              "big": {"fmr": 0.001, "false_matches": 1, "n_neg": 1000, "fnmr": 0.002, "false_non_matches": 2,
+                      "n_pos": 1000}}
+    g = gap(by_pop)
+    assert g["fmr_highest"] == "big" and g["fmr_ratio"] == pytest.approx(1.0) and not g["lower_bound"]["fmr"]
+    by_pop["small"].update(n_neg=100000)  # 0 of 100,000: now it is the lowest, and the ratio a lower bound
+    g = gap(by_pop)
+    assert (g["fmr_highest"], g["fmr_lowest"]) == ("big", "small") and g["lower_bound"]["fmr"]
+    assert g["fmr_ratio"] == pytest.approx(0.001 / 1e-5)
 
 
 def test_population_section_pools_benchmarks_and_handles_many_populations(tmp_path) -> None:  # noqa: ANN001

@@ -196,7 +196,7 @@ def print_suite_summary(doc: dict) -> None:
     gaps = []
     for lb in labels:
         g = doc["populations"][lb]["gap"]
-        gaps += [("≥ " if g["zero_counts"][key] and g[f"{key}_ratio"] is not None else "") + f(g[f"{key}_ratio"], 2)
+        gaps += [("≥ " if g["lower_bound"][key] and g[f"{key}_ratio"] is not None else "") + f(g[f"{key}_ratio"], 2)
                  for key in ("fmr", "fnmr")]
     pops.add_row("gap (max/min)", *gaps)
     pops.add_row("threshold", *[x for lb in labels for x in (f(doc["populations"][lb]["threshold"]), "")])

@@ -66,14 +66,19 @@ def rates_at(distances: Any, same: Any, threshold: float) -> dict[str, Any]:
 def _ratio(by_population: Mapping[str, Mapping[str, Any]], rate: str, count: str, total: str) -> dict[str, Any]:
     rows = {p: r for p, r in by_population.items() if r.get(total)}
     if not rows:
-        return {"ratio": None, "max": None, "min": None, "zero_counts": []}
+        return {"ratio": None, "max": None, "min": None, "zero_counts": [], "lower_bound": False}
     zero = sorted(p for p, r in rows.items() if r[count] == 0)
     if len(zero) == len(rows) and len(rows) > 1:
-        return {"ratio": None, "max": None, "min": None, "zero_counts": zero}
+        return {"ratio": None, "max": None, "min": None, "zero_counts": zero, "lower_bound": False}
     floored = {p: max(r[count], 1) / r[total] if p in zero else r[rate] for p, r in rows.items()}
-    hi = max(floored, key=lambda p: floored[p])
+    # The highest is a population with errors: a small one with none would otherwise lead with its floor
+    # (0 of 10 pairs is no evidence of a 10% rate). The lowest may be floored, and the ratio is then a
+    # lower bound: that population's true rate is at most its floor.
+    with_errors = [p for p in rows if p not in zero] or list(rows)
+    hi = max(with_errors, key=lambda p: floored[p])
     lo = min(floored, key=lambda p: floored[p])
-    return {"ratio": floored[hi] / floored[lo], "max": hi, "min": lo, "zero_counts": zero}
+    return {"ratio": floored[hi] / floored[lo], "max": hi, "min": lo, "zero_counts": zero,
+            "lower_bound": lo in zero and lo != hi}
 
 
 def gap(by_population: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
@@ -84,5 +89,7 @@ def gap(by_population: Mapping[str, Mapping[str, Any]]) -> dict[str, Any]:
             "fmr_highest": fmr["max"], "fmr_lowest": fmr["min"],
             "fnmr_highest": fnmr["max"], "fnmr_lowest": fnmr["min"],
             "zero_counts": {"fmr": fmr["zero_counts"], "fnmr": fnmr["zero_counts"]},
-            "zero_count_rule": "a population with 0 errors counts as 1 error (rate 1/n) in the ratio; "
-                               "with 0 errors everywhere the ratio is null"}
+            "lower_bound": {"fmr": fmr["lower_bound"], "fnmr": fnmr["lower_bound"]},
+            "zero_count_rule": "a population with 0 errors counts as 1 error (rate 1/n) when it is the lowest, "
+                               "and the ratio is then a lower bound; it is never the highest; with 0 errors "
+                               "everywhere the ratio is null"}

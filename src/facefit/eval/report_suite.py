@@ -133,10 +133,10 @@ def _rate(v: Any) -> str:
     return "n/a" if v is None else (f"{v:.2e}" if 0 < v < 1e-3 else f"{v:.4f}")
 
 
-def _ratio(v: Any, zero: list[str]) -> str:
+def _ratio(v: Any, zero: list[str], lower_bound: bool) -> str:
     if v is None:
         return "n/a (no errors)" if zero else "n/a"
-    return ("≥ " if zero else "") + f"{v:.2f}×"
+    return ("≥ " if lower_bound else "") + f"{v:.2f}×"
 
 
 def _d(v: Any, lower_is_better: bool = False) -> str:
@@ -211,8 +211,9 @@ def gap_table(doc: dict[str, Any]) -> list[str]:
         g = p["gap"]
         ends = {key: f"{g[f'{key}_highest']} / {g[f'{key}_lowest']}" if g[f"{key}_ratio"] is not None else "-"
                 for key in ("fmr", "fnmr")}
-        lines.append(f"| {lb} | {_ratio(g['fmr_ratio'], g['zero_counts']['fmr'])} | {ends['fmr']} | "
-                     f"{_ratio(g['fnmr_ratio'], g['zero_counts']['fnmr'])} | {ends['fnmr']} |")
+        lines.append(f"| {lb} | {_ratio(g['fmr_ratio'], g['zero_counts']['fmr'], g['lower_bound']['fmr'])} | "
+                     f"{ends['fmr']} | {_ratio(g['fnmr_ratio'], g['zero_counts']['fnmr'], g['lower_bound']['fnmr'])}"
+                     f" | {ends['fnmr']} |")
     return lines
 
 
@@ -235,8 +236,9 @@ def suite_markdown(doc: dict[str, Any]) -> str:
         if note := doc["populations"][lb].get("note"):
             out += [f"- {lb}: {note}", ""]
     out += ["## The gap" + (" before and after" if len(labels) > 1 else ""), ""] + gap_table(doc) + [""]
-    out += ["A population with no error counts as one error (rate 1/n) in the ratio, marked ≥ (a lower bound when "
-            "its true rate is at most 1/n); with no error anywhere the ratio is n/a.", ""]
+    out += ["A population with no error counts as one error (rate 1/n) when it is the lowest, and the ratio is then "
+            "marked ≥ (a lower bound: its true rate is at most 1/n); it is never taken as the highest; with no "
+            "error anywhere the ratio is n/a.", ""]
     if "deltas" in doc:
         out += ["## Changes against " + labels[0], ""]
         out += ["| model | population | Δ FMR | Δ FNMR |", "|---|---|---|---|"]

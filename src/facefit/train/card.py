@@ -57,7 +57,8 @@ def card_section(doc: dict[str, Any], base: str, tuned: str) -> str:
     lines += ["### Benchmarks", ""] + benchmarks_table(doc) + [""]
     lines += [f"### Populations at one threshold per model (FMR {s['fmr']:g} on {ref})", ""] + population_table(doc)
     lines += ["", "### The gap (max / min over populations)", ""] + gap_table(doc)
-    lines += ["", "A population with no error counts as one error (rate 1/n) in the ratio (marked ≥).", END]
+    lines += ["", "A population with no error counts as one error (rate 1/n) when it is the lowest; the ratio is "
+                  "then a lower bound (marked ≥).", END]
     return "\n".join(lines) + "\n"
 
 
