@@ -129,3 +129,52 @@ def test_an_ensemble_runs_each_member_at_the_asked_precision() -> None:
     ens.set_precision("fp32")
     assert ens.known_precision() == "fp32" and ens.precision == "fp32"
     assert all(m.precision_request == "fp32" for m in ens.members)
+
+
+def test_empty_input_and_warm_up_leave_auto_unsettled(monkeypatch) -> None:  # noqa: ANN001
+    monkeypatch.setattr(prec, "measure_rates", _never)
+    monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
+    net = create_model("sface", pretrained=False, precision="auto")
+    monkeypatch.setattr(prec, "_cache_path", lambda: Path("/nonexistent/precision.json"))
+    assert net.embed(np.empty((0, 112, 112, 3), np.uint8)).shape == (0, net.embedding_dim)
+    net.warm_up()  # blank chips are no faces: nothing is measured on them
+    assert net.precision_choice is None and net.precision == "auto"
+
+
+def test_concurrent_first_embeddings_measure_once(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    import threading
+    import time
+
+    calls = []
+
+    def slow_rates(model, chips):  # noqa: ANN001, ANN202
+        calls.append(1)
+        time.sleep(0.2)
+        return 100.0, 50.0, 1.0
+
+    monkeypatch.setattr(prec, "measure_rates", slow_rates)
+    monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
+    monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
+    net = create_model("dlib-resnet", precision="auto")
+    chips = np.zeros((1, 150, 150, 3), np.uint8)
+    threads = [threading.Thread(target=net.embed, args=(chips,)) for _ in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    assert len(calls) == 1 and net.precision == "fp32"
+
+
+def test_an_ensemble_of_one_recipe_settles_each_member(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+    from facefit.models.ensemble import EnsembleEmbedder
+
+    monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
+    monkeypatch.setattr(prec, "measure_rates", lambda model, chips: (100.0, 200.0, 1.0))
+    monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
+    one = EnsembleEmbedder([create_model("sface", precision="auto"), create_model("sface", pretrained=False,
+                                                                                  precision="fp32")], [0.5, 0.5])
+    choice = one.resolve_precision(np.zeros((1, 112, 112, 3), np.uint8))
+    assert choice.precision == "bf16+fp32" and "each member" in choice.describe()
+    two = EnsembleEmbedder([create_model("sface"), create_model("dlib-resnet")], [0.5, 0.5])
+    with pytest.raises(PrecisionError, match="their own chips"):
+        two.resolve_precision(np.zeros((1, 112, 112, 3), np.uint8))

@@ -35,7 +35,14 @@ def test_check_name_refuses_invisible_characters(name: str) -> None:
     assert "U+" in str(exc.value)  # names the offending character, printable
 
 
-@pytest.mark.parametrize("name", ["Kim Minji", "José", "AC/DC", "Zoë O'Brien-Ünal", "김민지", "محمد"])
+@pytest.mark.parametrize("name", [".", "..", " .. "])
+def test_check_name_refuses_names_a_url_resolves_away(name: str) -> None:
+    """/persons/.. is / to a browser (even written %2E%2E), so the page could not reach such a person."""
+    with pytest.raises(GalleryError, match="path step"):
+        check_name(name)
+
+
+@pytest.mark.parametrize("name", ["Kim Minji", "José", "AC/DC", "Zoë O'Brien-Ünal", "김민지", "محمد", "...", "a.b"])
 def test_ordinary_names_still_pass(name: str) -> None:
     assert check_name(name) == name
 

@@ -87,7 +87,8 @@ def bench_embed(
         chips, what = _bench_chips(data, size)
         info(f"{name}: benchmarking on {what}; torch {torch.__version__}, {os.cpu_count()} CPU(s), "
              f"{platform.processor() or platform.machine()}")
-        choice = net.resolve_precision(chips[:8], remeasure=remeasure)
+        # Random pixels time fine, but say nothing of how far bf16 moves a face: measure, don't remember.
+        choice = net.resolve_precision(chips[:8], remeasure=remeasure, remember="random" not in what)
         info(f"{name}: precision {choice.describe()}")
         precisions[name] = choice.to_json()
         rows += bench_facefit(net, chips, batch, seconds, threads, label=f"{name} {net.precision}")

@@ -157,6 +157,8 @@ def check_name(name: str) -> str:
         raise GalleryError(f"{ascii(name[:40])}...: not a usable name (over 200 characters)")
     if bad_name(clean) or "\ufffd" in clean:  # undecodable bytes, kept as surrogates or replaced by U+FFFD
         raise GalleryError(f"{ascii(name)}: not a usable name (not valid UTF-8)")
+    if clean in (".", ".."):  # a URL path segment that browsers and proxies resolve away: /persons/.. is /
+        raise GalleryError(f"{clean!r}: not a usable name (a URL would read it as a path step)")
     hidden = invisible_char(clean)
     if hidden is not None:
         raise GalleryError(f"{ascii(name)}: not a usable name (it holds {hidden}; control, invisible format and "

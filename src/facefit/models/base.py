@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import threading
 from collections.abc import Callable, Mapping, Sequence
 from typing import Any
 
@@ -40,6 +41,9 @@ def he_init_(module: nn.Module) -> None:
         elif isinstance(m, nn.BatchNorm2d):
             nn.init.ones_(m.weight)
             nn.init.zeros_(m.bias)
+
+
+_PRECISION_LOCK = threading.RLock()
 
 
 class FaceEmbedder(nn.Module):
@@ -137,16 +141,31 @@ class FaceEmbedder(nn.Module):
         choice = self.precision_choice
         return choice.precision if choice is not None else self.precision_request
 
-    def resolve_precision(self, chips: np.ndarray | None = None, *, remeasure: bool = False) -> Any:
-        """Settle the precision now (``auto`` measures on ``chips``: real faces of this model's recipe)."""
-        from facefit.models.precision import choose_precision
+    def resolve_precision(self, chips: np.ndarray | None = None, *, remeasure: bool = False,
+                          remember: bool = True) -> Any:
+        """Settle the precision now (``auto`` measures on ``chips``: real faces of this model's recipe).
 
-        choice = self.precision_choice
-        if choice is None or remeasure:
-            chips = np.empty((0, 0, 0, 3), np.uint8) if chips is None else self.check_chips(chips)
-            choice = choose_precision(self, self.precision_request, chips, remeasure=remeasure)
-            self.__dict__["_precision_choice"] = choice
+        ``remember=False`` keeps a measurement out of the machine's cache (chips that are not faces).
+        """
+        from facefit.models.precision import DTYPES, choose_precision
+
+        with _PRECISION_LOCK:  # concurrent first requests of a server measure once, and agree
+            choice = self.precision_choice
+            if choice is None or remeasure:
+                chips = np.empty((0, 0, 0, 3), np.uint8) if chips is None else self.check_chips(chips)
+                choice = choose_precision(self, self.precision_request, chips, remeasure=remeasure,
+                                          remember=remember)
+                self.__dict__["_precision_choice"] = choice
+                for dtype in set(DTYPES.values()) - {DTYPES[choice.precision]}:
+                    self.__dict__.get("_inference_cache", {}).pop(dtype, None)  # the measured, unused copy
         return choice
+
+    def warm_up(self) -> None:
+        """Build the inference copy now rather than at the first face; ``auto`` is not settled on blank chips."""
+        from facefit.models.precision import DTYPES
+
+        h, w = self.contract.input_size
+        self.embed_at(np.zeros((1, h, w, 3), np.uint8), DTYPES[self.known_precision() or "fp32"])
 
     def known_precision(self) -> str | None:
         """The precision embeddings will be computed at, if known without measuring; settles it if so."""
@@ -222,7 +241,9 @@ class FaceEmbedder(nn.Module):
         ``on_batch(n)`` is called after each batch with its size (for progress bars).
         """
         arr = self.check_chips(chips)
-        if len(arr) and self.precision_choice is None:
+        if not len(arr):
+            return np.empty((0, self.embedding_dim), np.float32)
+        if self.precision_choice is None:
             self.resolve_precision(arr[:8])
         from facefit.models.precision import DTYPES
 

@@ -24,8 +24,10 @@ import torch
 from torch import nn
 
 from facefit.align.recipe import AlignRecipe
+from facefit.errors import PrecisionError
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
+from facefit.models.precision import PrecisionChoice
 
 ARCHITECTURE = "ensemble"
 
@@ -93,6 +95,21 @@ class EnsembleEmbedder(FaceEmbedder):
     def precision(self) -> str:
         """The members' precisions, one word when they agree (``fp32``), else joined (``bf16+fp32``)."""
         return "+".join(dict.fromkeys(m.precision for m in self.members))
+
+    def resolve_precision(self, chips: np.ndarray | None = None, *, remeasure: bool = False,
+                          remember: bool = True) -> PrecisionChoice:
+        """Each member settles its own precision on ``chips`` (one recipe shared by all members)."""
+        if len(self.recipes) > 1:
+            raise PrecisionError(f"an ensemble's members settle their precision on their own chips ("
+                                 f"{', '.join(r.label for r in self.recipes)}): at its first embedding, or "
+                                 f"member by member")
+        for m in self.members:
+            m.resolve_precision(chips, remeasure=remeasure, remember=remember)
+        return PrecisionChoice(self.precision, "members", reason="each member settles its own")
+
+    def warm_up(self) -> None:
+        for m in self.members:
+            m.warm_up()
 
     def known_precision(self) -> str | None:
         known = [m.known_precision() for m in self.members]

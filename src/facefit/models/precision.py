@@ -53,7 +53,7 @@ class PrecisionChoice:
     """The precision a model runs at, and why."""
 
     precision: str  # fp32 or bf16
-    source: str  # asked | measured | cached | unsupported
+    source: str  # asked | measured | cached | unsupported | members (an ensemble)
     fp32_img_s: float | None = None
     bf16_img_s: float | None = None
     min_cosine: float | None = None
@@ -71,6 +71,8 @@ class PrecisionChoice:
             return f"{self.precision} (asked)"
         if self.source == "unsupported":
             return f"{self.precision} (auto: {self.reason})"
+        if self.source == "members":
+            return f"{self.precision} (each member its own)"
         detail = f"bf16 {self.speedup:.2f}x fp32" if self.speedup is not None else "not timed"
         if self.min_cosine is not None:
             detail += f", min cosine {self.min_cosine:.5f}"
@@ -192,10 +194,11 @@ def settled_precision(model: FaceEmbedder, requested: str, *, remeasure: bool = 
 
 
 def choose_precision(model: FaceEmbedder, requested: str, chips: np.ndarray, *, remeasure: bool = False,
-                     rates: Rates | None = None, cache: Path | None = None) -> PrecisionChoice:
+                     rates: Rates | None = None, cache: Path | None = None, remember: bool = True) -> PrecisionChoice:
     """The precision ``model`` runs at on this machine; ``auto`` measures on ``chips`` (real faces) once.
 
-    ``rates`` replaces the timing (tests); ``cache`` the cache file.
+    ``rates`` replaces the timing (tests); ``cache`` the cache file; ``remember=False`` keeps the
+    measurement out of it.
     """
     settled = settled_precision(model, requested, remeasure=remeasure, cache=cache)
     if settled is not None:
@@ -205,5 +208,6 @@ def choose_precision(model: FaceEmbedder, requested: str, chips: np.ndarray, *, 
     fp32, bf16, min_cos = (rates or measure_rates)(model, chips)
     keep = bf16 >= MIN_SPEEDUP * fp32 and min_cos >= MIN_COSINE
     choice = PrecisionChoice("bf16" if keep else "fp32", "measured", fp32, bf16, min_cos)
-    _write_cache(cache or _cache_path(), cache_key(model.contract.id, model._mean.device), choice)
+    if remember:
+        _write_cache(cache or _cache_path(), cache_key(model.contract.id, model._mean.device), choice)
     return choice

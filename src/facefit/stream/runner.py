@@ -6,8 +6,6 @@ import time
 from collections.abc import Callable
 from dataclasses import dataclass, field
 
-import numpy as np
-
 from facefit.distances import is_threshold
 from facefit.errors import UsageError
 from facefit.stream import DEFAULT_DETECT_EVERY
@@ -113,7 +111,7 @@ class StreamRunner:
         self.aligner = FaceAligner(AlignConfig.for_model(model, faces=FacePolicy.all)) if model is not None else None
         if model is not None:
             # The first call builds the inference copies; do it now rather than when the first face appears.
-            model.embed_views({r: np.zeros((1, r.size, r.size, 3), np.uint8) for r in model.recipes})
+            model.warm_up()
         self._stop = False
 
     def stop(self) -> None:

@@ -45,8 +45,8 @@ def param_groups(model: nn.Module, loss: nn.Module, cfg: TrainConfig) -> list[di
 def training_bf16(cfg: TrainConfig, model: FaceEmbedder, chips: np.ndarray, device: str,
                   state: dict[str, Any] | None) -> bool:
     """Whether the forward passes run under bf16 autocast: as ``optim.precision`` asks, or as the run began."""
-    if state is not None and "bf16" in state:
-        return bool(state["bf16"])  # an exact resume needs the precision the run started with
+    if state is not None:  # an exact resume needs the precision the run started with
+        return bool(state.get("bf16", device.startswith("cuda") and cfg.optim.amp))  # older runs: the old rule
     from facefit.models.precision import choose_precision, requested_precision
 
     # optim.precision auto defers to $FACEFIT_PRECISION when it is set (the machine's preference).
@@ -57,7 +57,9 @@ def training_bf16(cfg: TrainConfig, model: FaceEmbedder, chips: np.ndarray, devi
         return False
     # On a CPU, auto follows this machine's measured inference choice for the base model (cached per machine);
     # bf16 asked where the CPU lacks it is refused rather than run 10x slower.
-    return choose_precision(model, asked, chips[:8]).precision == "bf16"
+    bf16 = choose_precision(model, asked, chips[:8]).precision == "bf16"
+    model.__dict__.pop("_inference_cache", None)  # the copies made to measure; training changes the weights
+    return bf16
 
 
 def build_stepper(cfg: TrainConfig, model: FaceEmbedder, train_set: Any, state: dict[str, Any] | None, *,
@@ -113,7 +115,9 @@ def build_stepper(cfg: TrainConfig, model: FaceEmbedder, train_set: Any, state: 
     trainable = [p for p in list(model.parameters()) + list(loss_fn.parameters()) if p.requires_grad]
     stepper = Stepper(cfg, model, loss_fn, module, teacher, DISTILLATION[guard.distill_kind], l2sp, optimizer,
                       scheduler, scaler, ema, schedule, device, batch, steps_per_epoch, person_block, trainable,
-                      training_bf16(cfg, model, train_set.chips, device, state))
+                      # Rank 0 decides (it measures once), so every rank trains at the same precision.
+                      bool(dist.broadcast_int(int(training_bf16(cfg, model, train_set.chips, device, state))
+                                              if dist.main else 0)))
     if state is not None:
         optimizer.load_state_dict(state["optimizer"])
         scheduler.load_state_dict(state["scheduler"])

@@ -71,6 +71,7 @@ function checkName(name) {
   if (!clean) throw new Error("a person's name cannot be empty");
   if ([...clean].length > 200) throw new Error("not a usable name (over 200 characters)");
   if (!clean.isWellFormed() || clean.includes("\ufffd")) throw new Error("not a usable name (not valid UTF-8)");
+  if (clean === "." || clean === "..") throw new Error("not a usable name (a URL would read it as a path step)");
   const bad = clean.match(INVISIBLE);
   if (bad) {
     const code = bad[0].codePointAt(0).toString(16).toUpperCase().padStart(4, "0");
