@@ -23,10 +23,15 @@ pytest.importorskip("fastapi")
 httpx = pytest.importorskip("httpx")
 webdriver = pytest.importorskip("selenium.webdriver")
 
-from selenium.common.exceptions import TimeoutException  # noqa: E402
+from selenium.common.exceptions import StaleElementReferenceException, TimeoutException  # noqa: E402
 from selenium.webdriver.common.by import By  # noqa: E402
 from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
-from selenium.webdriver.support.ui import WebDriverWait  # noqa: E402
+from selenium.webdriver.support.ui import WebDriverWait as _WebDriverWait  # noqa: E402
+
+
+def WebDriverWait(driver: object, timeout: float) -> _WebDriverWait:  # noqa: N802 - selenium's name
+    """A wait that retries when the page re-rendered an element under it (a list refreshed mid-read)."""
+    return _WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
 CHROMIUM = next((p for p in map(shutil.which, ("chromium", "chromium-browser", "google-chrome")) if p), None)
 DRIVER = shutil.which("chromedriver")
@@ -114,8 +119,13 @@ def pick(driver: webdriver.Chrome, testid: str, *files: Path) -> None:
 
 
 def person_row(driver: webdriver.Chrome, name: str) -> WebElement | None:
-    rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="person-row"]')
-    return next((r for r in rows if r.get_attribute("data-name") == name), None)
+    for _ in range(20):  # the gallery list re-renders after each change; read it again if it did mid-read
+        try:
+            rows = driver.find_elements(By.CSS_SELECTOR, '[data-testid="person-row"]')
+            return next((r for r in rows if r.get_attribute("data-name") == name), None)
+        except StaleElementReferenceException:
+            continue
+    raise AssertionError("the gallery list kept re-rendering")
 
 
 def answer_dialog(driver: webdriver.Chrome, accept: bool, text: str | None = None) -> str:
