@@ -477,5 +477,12 @@ def test_training_precision_follows_the_config_the_environment_and_the_resumed_r
     monkeypatch.setattr(prec, "measure_rates", lambda model, c: (100.0, 200.0, 1.0))
     monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
     assert training_bf16(cfg("auto"), net, chips, "cpu", None)  # measured faster and faithful here
+    monkeypatch.setattr(prec, "measure_rates", lambda model, c: (100.0, 200.0, 0.999))
+    other = create_model("sface")  # faster, but its inference fails the cosine rule: training still takes bf16
+    assert other.resolve_precision(np.zeros((1, 112, 112, 3), np.uint8)).precision == "fp32"
+    assert training_bf16(cfg("auto"), other, np.zeros((1, 112, 112, 3), np.uint8), "cpu", None)
+    monkeypatch.setattr(prec, "measure_rates", lambda model, c: (100.0, 120.0, 1.0))
+    monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path / "again"))
+    assert not training_bf16(cfg("auto"), net, chips, "cpu", None)  # 1.2x: not worth it
     monkeypatch.setenv(prec.ENV_PRECISION, "fp32")
     assert not training_bf16(cfg("auto"), net, chips, "cpu", None)  # the machine's preference wins under auto

@@ -47,7 +47,7 @@ def training_bf16(cfg: TrainConfig, model: FaceEmbedder, chips: np.ndarray, devi
     """Whether the forward passes run under bf16 autocast: as ``optim.precision`` asks, or as the run began."""
     if state is not None:  # an exact resume needs the precision the run started with
         return bool(state.get("bf16", device.startswith("cuda") and cfg.optim.amp))  # older runs: the old rule
-    from facefit.models.precision import choose_precision, requested_precision
+    from facefit.models.precision import MIN_SPEEDUP, choose_precision, requested_precision
 
     # optim.precision auto defers to $FACEFIT_PRECISION when it is set (the machine's preference).
     asked = cfg.optim.precision if cfg.optim.precision != "auto" else requested_precision(None)
@@ -55,9 +55,11 @@ def training_bf16(cfg: TrainConfig, model: FaceEmbedder, chips: np.ndarray, devi
         return asked == "bf16" or (asked == "auto" and cfg.optim.amp)
     if asked == "fp32":
         return False
-    # On a CPU, auto follows this machine's measured inference choice for the base model (cached per machine);
-    # bf16 asked where the CPU lacks it is refused rather than run 10x slower.
-    bf16 = choose_precision(model, asked, chips[:8]).precision == "bf16"
+    # On a CPU, auto follows this machine's measured bf16 speed-up for the base model (cached per machine): the
+    # inference rule's cosine check does not apply, since validation and the exported model run in fp32 and
+    # measure what bf16 training made. bf16 asked where the CPU lacks it is refused rather than run slowly.
+    choice = choose_precision(model, asked, chips[:8])
+    bf16 = choice.precision == "bf16" or (choice.speedup or 0.0) >= MIN_SPEEDUP
     model.__dict__.pop("_inference_cache", None)  # the copies made to measure; training changes the weights
     return bf16
 
