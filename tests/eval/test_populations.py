@@ -72,6 +72,12 @@ def naive_gap(rows: dict[str, tuple[int, int, int, int]]) -> tuple[float | None,
     return out[0], out[1]
 
 
+def counted(fm: int, n_neg: int, fnm: int, n_pos: int) -> dict:
+    """A ``rates_at`` result from its counts."""
+    return {"fmr": fm / n_neg if n_neg else None, "fnmr": fnm / n_pos if n_pos else None, "false_matches": fm,
+            "n_neg": n_neg, "false_non_matches": fnm, "n_pos": n_pos}
+
+
 @pytest.mark.parametrize("rows", [
     {"a": (3, 1000, 40, 500), "b": (12, 2000, 10, 400), "c": (1, 300, 30, 300)},
     {"a": (0, 1000, 40, 500), "b": (6, 2000, 0, 400)},  # a zero count on each side
@@ -81,9 +87,7 @@ def naive_gap(rows: dict[str, tuple[int, int, int, int]]) -> tuple[float | None,
     {"small": (0, 10, 1, 10), "big": (1, 1000, 10, 1000)},  # 0 of 10 is no evidence of a 10% FMR
 ])
 def test_gap_matches_a_naive_reference(rows: dict[str, tuple[int, int, int, int]]) -> None:
-    by_pop = {p: {"fmr": fm / nn if nn else None, "fnmr": fnm / npos if npos else None, "false_matches": fm,
-                  "n_neg": nn, "false_non_matches": fnm, "n_pos": npos} for p, (fm, nn, fnm, npos) in rows.items()}
-    g = gap(by_pop)
+    g = gap({p: counted(*r) for p, r in rows.items()})
     want_fmr, want_fnmr = naive_gap(rows)
     assert g["fmr_ratio"] == pytest.approx(want_fmr) if want_fmr is not None else g["fmr_ratio"] is None
     assert g["fnmr_ratio"] == pytest.approx(want_fnmr) if want_fnmr is not None else g["fnmr_ratio"] is None
@@ -91,25 +95,17 @@ def test_gap_matches_a_naive_reference(rows: dict[str, tuple[int, int, int, int]
 
 
 def test_gap_names_the_extremes() -> None:
-    by_pop = {"korean": {"fmr": 0.004, "false_matches": 12, "n_neg": 3000, "fnmr": 0.2, "false_non_matches": 300,
-                         "n_pos": 1500},
-              "lfw": {"fmr": 0.001, "false_matches": 3, "n_neg": 3000, "fnmr": 0.05, "false_non_matches": 150,
-                      "n_pos": 3000}}
-    g = gap(by_pop)
+    g = gap({"korean": counted(12, 3000, 300, 1500), "lfw": counted(3, 3000, 150, 3000)})
     assert g["fmr_ratio"] == pytest.approx(4.0) and g["fnmr_ratio"] == pytest.approx(4.0)
     assert (g["fmr_highest"], g["fmr_lowest"]) == ("korean", "lfw")
     assert g["zero_counts"] == {"fmr": [], "fnmr": []} and g["lower_bound"] == {"fmr": False, "fnmr": False}
 
 
 def test_a_small_population_without_errors_is_never_the_worst() -> None:
-    by_pop = {"small": {"fmr": 0.0, "false_matches": 0, "n_neg": 10, "fnmr": 0.0, "false_non_matches": 0,
-                        "n_pos": 10},
-              "big": {"fmr": 0.001, "false_matches": 1, "n_neg": 1000, "fnmr": 0.002, "false_non_matches": 2,
-                      "n_pos": 1000}}
-    g = gap(by_pop)
+    big = counted(1, 1000, 2, 1000)
+    g = gap({"small": counted(0, 10, 0, 10), "big": big})
     assert g["fmr_highest"] == "big" and g["fmr_ratio"] == pytest.approx(1.0) and not g["lower_bound"]["fmr"]
-    by_pop["small"].update(n_neg=100000)  # 0 of 100,000: now it is the lowest, and the ratio a lower bound
-    g = gap(by_pop)
+    g = gap({"small": counted(0, 100000, 0, 10), "big": big})  # now the lowest, and the ratio a lower bound
     assert (g["fmr_highest"], g["fmr_lowest"]) == ("big", "small") and g["lower_bound"]["fmr"]
     assert g["fmr_ratio"] == pytest.approx(0.001 / 1e-5)
 
