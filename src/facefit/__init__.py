@@ -24,6 +24,9 @@ _LAZY = {
     "standardize_": "facefit.models.standardize",
     "pairwise_distances": "facefit.distances",
     "Gallery": "facefit.gallery.gallery",
+    "Identification": "facefit.gallery.records",
+    "FaceEngine": "facefit.engine",
+    "verification_metrics": "facefit.eval",
     "represent": "facefit.api",
     "verify": "facefit.api",
     "identify": "facefit.api",
@@ -33,9 +36,10 @@ _LAZY = {
 }
 
 __all__ = [
-    "DEFAULT_MODEL", "EmbeddingContract", "Face", "FaceAligner", "FaceEmbedder", "FaceEmbedding", "Gallery",
-    "Verification", "__version__", "create_model", "detect_and_align", "identify", "list_models", "load_image",
-    "pairwise_distances", "register_model", "represent", "save_model", "standardize_", "verify",
+    "DEFAULT_MODEL", "EmbeddingContract", "Face", "FaceAligner", "FaceEmbedder", "FaceEmbedding", "FaceEngine",
+    "Gallery", "Identification", "Verification", "__version__", "create_model", "detect_and_align", "identify",
+    "list_models", "load_image", "pairwise_distances", "register_model", "represent", "save_model",
+    "standardize_", "verification_metrics", "verify",
 ]
 
 if TYPE_CHECKING:
@@ -43,7 +47,10 @@ if TYPE_CHECKING:
     from facefit.api import FaceEmbedding, Verification, identify, represent, verify
     from facefit.defaults import DEFAULT_MODEL
     from facefit.distances import pairwise_distances
+    from facefit.engine import FaceEngine
+    from facefit.eval import verification_metrics
     from facefit.gallery.gallery import Gallery
+    from facefit.gallery.records import Identification
     from facefit.io import load_image
     from facefit.models import EmbeddingContract, FaceEmbedder, create_model, list_models, register_model, save_model
     from facefit.models.standardize import standardize_

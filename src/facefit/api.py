@@ -74,13 +74,11 @@ def represent(image: Any, model: FaceEmbedder | str | None = None, faces: str = 
     ``image`` is a path, bytes or an RGB uint8 array; ``model`` a model, a registered name or a
     path (default: facefit's default model); ``detector`` None is the model's own.
     """
-    from facefit.align.aligner import AlignConfig, FacePolicy, _default_aligner
+    from facefit.engine import FaceEngine
 
     net = _model(model)
-    aligner = _default_aligner(AlignConfig.for_model(net, detector=detector, faces=FacePolicy(faces)))
-    found = aligner(_load(image))
-    emb = net.embed_faces(found)
-    return [FaceEmbedding(f.box, f.landmarks, e, net.contract.id, f.score, f.detector) for f, e in zip(found, emb)]
+    found = FaceEngine(net, detector=detector, faces=faces).represent(_load(image))
+    return [FaceEmbedding(f.box, f.landmarks, e, net.contract.id, f.score, f.detector) for f, e in found]
 
 
 def verify(image_a: Any, image_b: Any, model: FaceEmbedder | str | None = None,

@@ -12,36 +12,19 @@ FNMR per population at one shared threshold and the gap between them.
 
 from __future__ import annotations
 
-import os
 import time
+from dataclasses import dataclass
 from pathlib import Path
+from typing import TYPE_CHECKING, Any, Protocol
 
 import numpy as np
-from rich.console import Console
 
-from facefit.align.cached import ProgressFactory, no_progress
 from facefit.errors import UsageError
+from facefit.io.progress import ProgressFactory, no_progress
 
-ENV_DATA = "FACEFIT_DATA"
-
-
-def _looks_like_data(path: Path) -> bool:
-    return (path / "fixtures").is_dir() or (path / "lfw").is_dir() or (path / "kfamily").is_dir()
-
-
-def find_data_dir(explicit: Path | None = None) -> Path | None:
-    """The shared data folder: --data, else $FACEFIT_DATA, else ../shared/data from the working folder."""
-    if explicit is not None:
-        if not explicit.is_dir():
-            raise UsageError(f"{explicit}: no such data folder")
-        return explicit
-    env = os.environ.get(ENV_DATA)
-    if env:
-        if not Path(env).is_dir():
-            raise UsageError(f"{env}: no such data folder (from ${ENV_DATA})")
-        return Path(env)
-    default = Path.cwd().parent / "shared" / "data"
-    return default if default.is_dir() and _looks_like_data(default) else None
+if TYPE_CHECKING:
+    from facefit.engine import EmbeddedFaces
+    from facefit.models.base import FaceEmbedder
 
 
 def _identity(path: str) -> str:
@@ -78,7 +61,7 @@ def _benchmarks(data: Path, lfw: bool) -> list[tuple[str, str, str]]:
 POPULATIONS = {"korean-val": "korean", "lfw": "lfw"}
 
 
-def demo_suite(data: Path, lfw: bool, suite_file: Path | None = None):  # noqa: ANN201
+def demo_suite(data: Path, lfw: bool, suite_file: Path | None = None):
     """The suite of the final table: ``suite_file``, else the demo's benchmarks in ``data`` (as suites/demo.yaml)."""
     from facefit.eval.suite import Suite, SuiteBenchmark, load_suite
 
@@ -93,8 +76,8 @@ def demo_suite(data: Path, lfw: bool, suite_file: Path | None = None):  # noqa: 
                              for n, r, p in benches])
 
 
-def _run_suite(suite, models: list, out_dir: Path, workers: int | None,  # noqa: ANN001
-               progress) -> tuple[dict[str, dict[str, dict]], dict, float]:  # noqa: ANN001
+def _run_suite(suite, models: list, out_dir: Path, workers: int | None,
+               progress) -> tuple[dict[str, dict[str, dict]], dict, float]:
     """The suite on ``models``: each benchmark's single-eval report in eval-<name>/, the suite's in suite/."""
     import shutil
 
@@ -102,11 +85,11 @@ def _run_suite(suite, models: list, out_dir: Path, workers: int | None,  # noqa:
     from facefit.eval.report_suite import write_suite_report
     from facefit.eval.run import EvalOptions
     from facefit.eval.suite import run_suite
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
 
     t0 = time.perf_counter()
-    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+    with EvalCache(eval_cache_path()) as cache:
         srun = run_suite(suite, models, EvalOptions(metric="auto", workers=workers), cache, progress=progress)
     flags = " ".join(f"--model {label}" for label, _ in models)
     for r in srun.runs:
@@ -126,47 +109,20 @@ def _run_suite(suite, models: list, out_dir: Path, workers: int | None,  # noqa:
     return results, doc, time.perf_counter() - t0
 
 
-def _population_table(doc: dict):  # noqa: ANN202
-    from rich import box
-    from rich.table import Table
-
-    s = doc["suite"]
-    labels = list(doc["populations"])
-    table = Table(title=f"FMR / FNMR per population at one threshold per model (FMR {s['fmr']:g} on "
-                        f"{s['reference']})", title_justify="left", box=box.SIMPLE_HEAD)
-    table.add_column("population")
-    table.add_column("rate")
-    for lb in labels:
-        table.add_column(lb, justify="right")
-    for pop in doc["populations"][labels[0]]["by_population"]:
-        for rate in ("fmr", "fnmr"):
-            cells = [doc["populations"][lb]["by_population"][pop][rate] for lb in labels]
-            table.add_row(pop if rate == "fmr" else "", rate.upper(),
-                          *["n/a" if v is None else f"{v:.4f}" for v in cells])
-    for key, name in (("fmr_ratio", "FMR gap"), ("fnmr_ratio", "FNMR gap")):
-        cells = []
-        for lb in labels:
-            g = doc["populations"][lb]["gap"]
-            v, bound = g[key], g["lower_bound"][key.split("_")[0]]
-            cells.append("n/a" if v is None else ("≥ " if bound else "") + f"{v:.2f}x")
-        table.add_row("max/min" if key == "fmr_ratio" else "", name, *cells)
-    return table
-
-
-def _verify(name: str, root: Path, pairs_file: Path, models: list, out_dir: Path,  # noqa: ANN001
-            workers: int | None, progress) -> tuple[dict[str, dict], float]:  # noqa: ANN001
+def _verify(name: str, root: Path, pairs_file: Path, models: list, out_dir: Path,
+            workers: int | None, progress) -> tuple[dict[str, dict], float]:
     """One verification run of ``models`` (label, model) with the cached pipeline; report in ``out_dir``."""
     import shutil
 
     from facefit.data.pairs import read_pairs
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
 
     pairs = read_pairs(pairs_file, root)
     t0 = time.perf_counter()
-    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+    with EvalCache(eval_cache_path()) as cache:
         run = evaluate(pairs, models, EvalOptions(metric="auto", workers=workers), cache, progress=progress)
     shutil.rmtree(out_dir, ignore_errors=True)
     out_dir.mkdir(parents=True)
@@ -178,79 +134,44 @@ def _verify(name: str, root: Path, pairs_file: Path, models: list, out_dir: Path
     return results, time.perf_counter() - t0
 
 
-def _print_verification(out: Console, step: str, name: str, res: dict, seconds: float, out_dir: Path) -> None:
-    out.print(f"\n[bold]{step}. verification[/bold] on {name} ({res['n_pairs']} pairs, 10 folds, {seconds:.0f} s; "
-              f"detections and embeddings are cached for re-runs): accuracy {res['accuracy']:.4f} "
-              f"± {res['accuracy_std']:.4f}, AUC {res['auc']:.4f}, EER {res['eer']:.4f}, TAR@FAR=1e-2 "
-              f"{res['tar_at_far_1e-2']:.3f}, TAR@FAR=1e-3 {res['tar_at_far_1e-3']:.3f}; best-accuracy "
-              f"{res['metric']} threshold {res['threshold']:.3f}; report in {out_dir}/")
-
-
-def _finetune(data: Path, base: str, run_dir: Path, minutes: float, out: Console, workers: int | None,
-              progress) -> Path:  # noqa: ANN001
+def _finetune(data: Path, base: str, run_dir: Path, minutes: float, report: DemoReport, workers: int | None,
+              progress: ProgressFactory) -> Path:
     """``base``'s default recipe on kfamily/train, planned to fit ``minutes``; returns the run folder."""
     import shutil
-
-    from rich.markup import escape
 
     from facefit.train.config import load_config
     from facefit.train.loop import train
 
-    cfg = load_config(overrides={"base": base, "data.train": [str(data / "kfamily" / "train")],
+    train_dir = data / "kfamily" / "train"
+    cfg = load_config(overrides={"base": base, "data.train": [str(train_dir)],
                                  "optim.time_budget_min": minutes, "optim.fit_budget": True, "workers": workers})
     shutil.rmtree(run_dir, ignore_errors=True)  # the demo's own run folder from an earlier demo
-    out.print(f"\n[bold]7. fine-tune[/bold] {base} on {escape(str(data / 'kfamily' / 'train'))} with its default "
-              f"recipe, planned to fit {minutes:g} minutes (as `facefit train DATA --base {base} --out RUN "
-              f"--time-budget {minutes:g} --set optim.fit_budget=true`): held-out persons pick the best epoch; the "
-              f"validation pairs are not seen")
-    command = (f"facefit train {data / 'kfamily' / 'train'} --base {base} --out {run_dir} --time-budget {minutes:g} "
+    report.finetuning(base, train_dir, minutes)
+    command = (f"facefit train {train_dir} --base {base} --out {run_dir} --time-budget {minutes:g} "
                f"--set optim.fit_budget=true")
-    result = train(cfg, run_dir, progress=progress, log=lambda line: out.print("   " + line, markup=False),
-                   command=command)
-    out.print(f"   trained {result.steps} steps ({result.epochs} epochs) at {result.images_per_s:.0f} img/s; "
-              f"whole run {result.seconds / 60:.1f} min; best epoch {result.best_epoch}; model in {result.model_dir}",
-              markup=False)
+    result = train(cfg, run_dir, progress=progress, log=report.train_log, command=command)
+    report.finetuned(result)
     return run_dir
 
 
-def _ensemble(runs: list[Path], out_dir: Path, out: Console, workers: int | None, progress) -> Path:  # noqa: ANN001
+def _ensemble(runs: list[Path], out_dir: Path, report: DemoReport, workers: int | None,
+              progress: ProgressFactory) -> Path:
     """The fine-tuned models as one, weights and thresholds fitted on the persons their training held out."""
     import shutil
 
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
     from facefit.train.ensemble import build_ensemble
 
     shutil.rmtree(out_dir, ignore_errors=True)
-    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
-        report = build_ensemble([str(r) for r in runs], out_dir, cache=cache, workers=workers, progress=progress)
-    weights = ", ".join(f"{d['name']} {d['weight']:.3f}" for d in report.model.contract.members)
-    held = report.metrics.get("ensemble", {})
-    out.print(f"   ensemble (as `facefit ensemble {' '.join(str(r) for r in runs)} --out {out_dir}`): weights "
-              f"{weights} ({report.weights_source}); on the held-out persons accuracy "
-              f"{held.get('accuracy', float('nan')):.4f}", markup=False)
+    with EvalCache(eval_cache_path()) as cache:
+        built = build_ensemble([str(r) for r in runs], out_dir, cache=cache, workers=workers, progress=progress)
+    report.ensembled(runs, out_dir, built)
     return out_dir
 
 
-def _comparison_table(results: dict[str, dict[str, dict]]):  # noqa: ANN202
-    from rich import box
-    from rich.table import Table
-
-    labels = list(next(iter(results.values())))
-    table = Table(title="8. pre-trained vs fine-tuned vs ensemble (10-fold verification)", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-    for col in ("benchmark", "metric", *labels):
-        table.add_column(col, justify="left" if col in ("benchmark", "metric") else "right")
-    for bench, by_model in results.items():
-        for key, label in (("accuracy", "accuracy"), ("auc", "AUC"), ("tar_at_far_1e-2", "TAR@FAR=1e-2"),
-                           ("tar_at_far_1e-3", "TAR@FAR=1e-3")):
-            table.add_row(bench if key == "accuracy" else "", label,
-                          *[f"{by_model[m][key]:.4f}" if m in by_model else "" for m in labels])
-    return table
-
-
-def _identify_1n(data: Path, models: list, out_dir: Path, workers: int | None,  # noqa: ANN001
-                 progress) -> tuple[dict[str, dict], dict[str, int], float]:  # noqa: ANN001
+def _identify_1n(data: Path, models: list, out_dir: Path, workers: int | None,
+                 progress) -> tuple[dict[str, dict], dict[str, int], float]:
     """Open-set 1:N on the Korean validation persons: enrol one photo each, probe with the rest and strangers."""
     import shutil
 
@@ -258,7 +179,7 @@ def _identify_1n(data: Path, models: list, out_dir: Path, workers: int | None,  
     from facefit.eval.open_set import ProtocolOptions, evaluate_open_set, make_protocol
     from facefit.eval.report_1n import write_report_1n
     from facefit.eval.run import EvalOptions
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
 
     t0 = time.perf_counter()
@@ -266,7 +187,7 @@ def _identify_1n(data: Path, models: list, out_dir: Path, workers: int | None,  
     meta = data / "kfamily" / "val_metadata.csv"
     folders = IdentityFolders.scan(root, metadata=meta if meta.is_file() else None)
     protocol = make_protocol(folders, ProtocolOptions(enrol=1, strangers=0.2, seed=0))
-    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+    with EvalCache(eval_cache_path()) as cache:
         run = evaluate_open_set(folders, protocol, models, EvalOptions(metric="auto", workers=workers), cache,
                                 progress=progress)
     shutil.rmtree(out_dir, ignore_errors=True)
@@ -274,29 +195,6 @@ def _identify_1n(data: Path, models: list, out_dir: Path, workers: int | None,  
     flags = " ".join(f"--model {label}" for label, _ in models)
     write_report_1n(run, out_dir, command=f"facefit eval-1n {root} --metadata {meta} --out REPORT {flags}")
     return {m.label: m.total for m in run.models}, protocol.counts(), time.perf_counter() - t0
-
-
-def _print_1n(out: Console, results: dict[str, dict], counts: dict[str, int], seconds: float, out_dir: Path) -> None:
-    from rich import box
-    from rich.table import Table
-
-    what = (f"{counts['gallery_persons']} persons enrolled, {counts['stranger_persons']} strangers, "
-            f"{counts['probes']} probe photos")
-    table = Table(title=f"9. 1:N identification on new Korean persons ({what}; {seconds:.0f} s)",
-                  title_justify="left", box=box.SIMPLE_HEAD)
-    for col in ("model", "rank-1", "rank-5", "TPIR@FPIR=1e-2", "TPIR@FPIR=1e-1", "own threshold",
-                "strangers rejected there", "found there"):
-        table.add_column(col, justify="left" if col == "model" else "right")
-    for label, m in results.items():
-        thr = m.get("threshold")
-        rejected = 1 - m["fpir_at_threshold"] if thr is not None else float("nan")
-        table.add_row(label, f"{m['rank_1']:.3f}", f"{m['rank_5']:.3f}", f"{m['tpir_at_fpir_1e-2']:.3f}",
-                      f"{m['tpir_at_fpir_1e-1']:.3f}", "" if thr is None else f"{thr:.3f}", f"{rejected:.3f}",
-                      "" if thr is None else f"{m['tpir_at_threshold']:.3f}")
-    out.print()
-    out.print(table)
-    out.print(f"   one photo enrolled per person, the others probe; strangers are persons never enrolled. "
-              f"report in {out_dir}/", markup=False)
 
 
 DEMO_MARK = ".facefit-demo"
@@ -309,10 +207,10 @@ def _claim_out_dir(out_dir: Path) -> None:
     """
     mark = out_dir / DEMO_MARK
     if out_dir.exists() and not out_dir.is_dir():
-        raise UsageError(f"{out_dir}: is a file; --out must be a folder for the demo's outputs")
+        raise UsageError(f"{out_dir}: is a file, not a folder for the demo's outputs")
     if out_dir.is_dir() and any(out_dir.iterdir()) and not mark.is_file():
         raise UsageError(f"{out_dir}: not empty and not written by facefit demo (no {DEMO_MARK} in it); the demo "
-                         f"replaces its outputs there, so choose a new or empty --out")
+                         f"replaces its outputs there, so choose a new or empty folder")
     try:
         out_dir.mkdir(parents=True, exist_ok=True)
         mark.write_text("This folder holds facefit demo outputs; the next demo run replaces them.\n")
@@ -320,118 +218,115 @@ def _claim_out_dir(out_dir: Path) -> None:
         raise UsageError(f"{out_dir}: cannot create the demo's folder: {exc.strerror or exc}") from None
 
 
-def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None = None, lfw: bool = True,
-             train_minutes: float = 5.0, progress: ProgressFactory = no_progress, suite: Path | None = None) -> dict:
-    """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and a run to ``out_dir``.
+@dataclass
+class Fixtures:
+    """Steps 1-5 on the fixtures: the Yale photos detected and embedded, dlib's chips embedded, the port
+    checked against dlib, one face per person compared, and every pair scored at dlib's threshold."""
 
-    ``suite``: the suite file of the final table (default: the Korean validation pairs and LFW found in ``data``).
-    """
-    from rich.table import Table
+    yale: EmbeddedFaces
+    johns: EmbeddedFaces
+    yale_s: float
+    johns_s: float
+    checked: int  # Yale faces compared with dlib's compute_face_descriptor
+    max_diff: float
+    labels: list[str]  # the distance matrix's faces: 5 Johns, 5 Yale subjects
+    paths: list[str]
+    distances: np.ndarray
+    threshold: float
+    pairs: dict[str, dict[str, float]]  # per set, _pair_summary
 
-    from facefit.io.embeddings import save_embeddings
-    from facefit.io.files import collect_images
-    from facefit.models import create_model
-    from facefit.pipeline import embed_files
-    from facefit.plots import distance_heatmap
-    from facefit.tables import print_distance_matrix
 
-    out = console
-
-    johns_dir, yale_dir = data / "fixtures" / "johns", data / "fixtures" / "yale" / "original"
-    for d in (johns_dir, yale_dir):
-        if not d.is_dir():
-            raise UsageError(f"{d}: missing; --data must point to a folder with fixtures/johns and fixtures/yale")
-    final_suite = demo_suite(data, lfw, suite)  # a bad suite file fails before anything runs
-    _claim_out_dir(out_dir)
-    out.rule("[bold]facefit demo[/bold]: align, embed and compare faces with dlib's ResNet in PyTorch")
-    out.print(f"data: {data}", markup=False)
-
-    t0 = time.perf_counter()
-    model = create_model("dlib-resnet", precision="fp32")  # the exactness check compares fp32 with dlib
-    n_params = sum(p.numel() for p in model.parameters())
-    c = model.contract
-    out.print(f"model: dlib-resnet, {n_params / 1e6:.3f} M parameters, {c.embedding_dim}-D, loaded in "
-              f"{time.perf_counter() - t0:.2f} s; contract {c.id} (weights sha256 {c.weights_sha256[:12]}..., "
-              f"alignment {c.align.label})", markup=False)
-
-    # 1. Detect and align the Yale photos (uncropped, 320x243 grey).
-    yale_files = collect_images([yale_dir]).files
-    t0 = time.perf_counter()
-    yale = embed_files(yale_files, model, faces="largest", workers=workers, keep_chips=True)
-    t_yale = time.perf_counter() - t0
-    missed = ", ".join(Path(p).name for p, _ in yale.failures) or "none"
-    out.print(f"\n[bold]1. detect + align + embed[/bold] {len(yale_files)} Yale photos (HOG detector, 5 landmarks, "
-              f"dlib chip): {len(yale)} faces in {t_yale:.1f} s; no face found in: {missed}")
-
-    # 2. Embed dlib's own example chips (already aligned).
-    johns_files = collect_images([johns_dir]).files
-    t0 = time.perf_counter()
-    johns = embed_files(johns_files, model, aligned=True, keep_chips=True)
-    t_johns = time.perf_counter() - t0
-    out.print(f"[bold]2. embed[/bold] {len(johns)} aligned chips of dlib's example faces in {t_johns:.2f} s "
-              f"({len(johns) / max(t_johns, 1e-9):.0f} faces/s including JPEG decoding)")
-
-    # 3. Exactness against dlib's own implementation.
+def fixtures_step(data: Path, model: FaceEmbedder, out_dir: Path, workers: int | None) -> Fixtures:
+    """Steps 1-5, writing embeddings.npz and the two distance heat maps into ``out_dir``."""
     import dlib
 
+    from facefit.distances import pairwise_distances
+    from facefit.engine import FaceEngine
     from facefit.io.assets import RESNET_V1, verified
+    from facefit.io.embeddings import save_embeddings
+    from facefit.io.files import collect_images
+    from facefit.plots import distance_heatmap
+
+    yale_files = collect_images([data / "fixtures" / "yale" / "original"]).files
+    t0 = time.perf_counter()
+    yale = FaceEngine(model, faces="largest", workers=workers).embed_files(yale_files, keep_chips=True)
+    yale_s = time.perf_counter() - t0
+    t0 = time.perf_counter()
+    johns = FaceEngine(model).embed_files(collect_images([data / "fixtures" / "johns"]).files, aligned=True,
+                                          keep_chips=True)
+    johns_s = time.perf_counter() - t0
 
     rec = dlib.face_recognition_model_v1(str(verified(RESNET_V1)[0]))
     sample = list(range(0, len(yale), max(1, len(yale) // 12)))[:12] if len(yale) else []
     ref = np.array([np.array(rec.compute_face_descriptor(yale.chips[i])) for i in sample], dtype=np.float64)
     diff = float(np.abs(ref - yale.embeddings[sample]).max()) if sample else float("nan")
-    out.print(f"[bold]3. exactness[/bold]: max |facefit - dlib compute_face_descriptor| over {len(sample)} "
-              f"Yale faces = {diff:.1e} (the tests require <= 1e-4)")
 
-    # 4. A distance matrix: one face per person.
-    threshold = c.thresholds.get("euclidean", 0.6)
-    pick: dict[str, int] = {}
+    threshold = model.contract.thresholds.get("euclidean", 0.6)
+    j_first: dict[str, int] = {}
     for i, p in enumerate(johns.paths):
-        pick.setdefault(_identity(p), i)
-    j_idx = list(pick.values())[:5]
-    y_pick: dict[str, int] = {}
+        j_first.setdefault(_identity(p), i)
+    y_first: dict[str, int] = {}
     for i, p in enumerate(yale.paths):
         if p.endswith("normal.png"):
-            y_pick.setdefault(_identity(p), i)
-    y_idx = list(y_pick.values())[:5]
+            y_first.setdefault(_identity(p), i)
+    j_idx, y_idx = list(j_first.values())[:5], list(y_first.values())[:5]
     emb = np.concatenate([johns.embeddings[j_idx], yale.embeddings[y_idx]])
     labels = [Path(johns.paths[i]).parent.name for i in j_idx] + [Path(yale.paths[i]).name for i in y_idx]
     paths = [johns.paths[i] for i in j_idx] + [yale.paths[i] for i in y_idx]
-    from facefit.distances import pairwise_distances
+    pairs = {name: _pair_summary(res.embeddings, [_identity(p) for p in res.paths], threshold)
+             for name, res in (("Johns (chips)", johns), ("Yale (detected)", yale))}
 
-    out.print("\n[bold]4. distance matrix[/bold], one face per person (5 of dlib's Johns, 5 Yale subjects):")
-    print_distance_matrix(out, labels, paths, pairwise_distances(emb), "euclidean", threshold)
-
-    # 5. Same vs different person at dlib's threshold, every pair.
-    from rich import box
-
-    table = Table(title=f"5. every pair at dlib's threshold {threshold:g} (Euclidean)", title_justify="left",
-                  box=box.SIMPLE_HEAD)
-    for col in ("set", "faces", "same/diff pairs", "same kept", "diff rejected", "accuracy", "mean d same",
-                "mean d diff"):
-        table.add_column(col, justify="left" if col == "set" else "right")
-    summary = {}
-    for name, res in (("Johns (chips)", johns), ("Yale (detected)", yale)):
-        s = _pair_summary(res.embeddings, [_identity(p) for p in res.paths], threshold)
-        summary[name] = s
-        table.add_row(name, str(len(res)), f"{s['same']}/{s['diff']}", f"{s['tar']:.3f}",
-                      f"{s['trr']:.3f}", f"{s['acc']:.4f}", f"{s['same_mean']:.3f}", f"{s['diff_mean']:.3f}")
-    out.print()
-    out.print(table)
-
-    # Outputs (the demo owns out_dir and replaces its own files).
     for name, res in (("johns", johns), ("yale", yale)):
         order = np.argsort([_identity(p) for p in res.paths], kind="stable")
-        m = pairwise_distances(res.embeddings[order])
-        distance_heatmap(m, [Path(res.paths[i]).parent.name for i in order], out_dir / f"{name}_matrix.png",
-                         metric="euclidean", title=f"{name}: pairwise distance, sorted by person")
-    all_paths = johns.paths + yale.paths
-    save_embeddings(out_dir / "embeddings.npz", paths=all_paths,
-                    embeddings=np.concatenate([johns.embeddings, yale.embeddings]), contract_json=c.to_json())
-    files = "embeddings.npz, johns_matrix.png, yale_matrix.png"
+        distance_heatmap(pairwise_distances(res.embeddings[order]), [Path(res.paths[i]).parent.name for i in order],
+                         out_dir / f"{name}_matrix.png", metric="euclidean",
+                         title=f"{name}: pairwise distance, sorted by person")
+    save_embeddings(out_dir / "embeddings.npz", paths=johns.paths + yale.paths,
+                    embeddings=np.concatenate([johns.embeddings, yale.embeddings]),
+                    contract_json=model.contract.to_json())
+    return Fixtures(yale, johns, yale_s, johns_s, len(sample), diff, labels, paths, pairwise_distances(emb),
+                    threshold, pairs)
 
-    # 6. Verification of the pre-trained models on the Korean validation pairs (and LFW): dlib-resnet, and
-    # facefit's default model, SFace.
+
+class DemoReport(Protocol):
+    """What the demo tells as it goes; ``facefit.cli.demo`` prints it."""
+
+    def started(self, data: Path, model: FaceEmbedder, load_s: float) -> None: ...
+    def fixtures(self, f: Fixtures) -> None: ...
+    def verified(self, bench: str, label: str, result: dict, seconds: float, report_dir: Path) -> None: ...
+    def skipped(self, what: str) -> None: ...
+    def finetuning(self, base: str, train_dir: Path, minutes: float) -> None: ...
+    def train_log(self, line: str) -> None: ...
+    def finetuned(self, result: Any) -> None: ...
+    def ensembled(self, runs: list[Path], out_dir: Path, built: Any) -> None: ...
+    def compared(self, results: dict[str, dict[str, dict]], suite_doc: dict, where: str,
+                 train_minutes: float) -> None: ...
+    def identified(self, results: dict[str, dict], counts: dict[str, int], seconds: float,
+                   report_dir: Path) -> None: ...
+    def finished(self, out_dir: Path, files: list[str]) -> None: ...
+
+
+def run_demo(data: Path, out_dir: Path, report: DemoReport, *, workers: int | None = None, lfw: bool = True,
+             train_minutes: float = 5.0, progress: ProgressFactory = no_progress, suite: Path | None = None) -> dict:
+    """Run the demo on ``data`` (a folder holding fixtures/), writing figures, reports and runs to ``out_dir``.
+
+    ``suite``: the suite file of the final table (default: the Korean validation pairs and LFW found in ``data``).
+    """
+    from facefit.models import create_model
+
+    for d in (data / "fixtures" / "johns", data / "fixtures" / "yale" / "original"):
+        if not d.is_dir():
+            raise UsageError(f"{d}: missing; the data folder must hold fixtures/johns and fixtures/yale")
+    final_suite = demo_suite(data, lfw, suite)  # a bad suite file fails before anything runs
+    _claim_out_dir(out_dir)
+    t0 = time.perf_counter()
+    model = create_model("dlib-resnet", precision="fp32")  # the exactness check compares fp32 with dlib
+    report.started(data, model, time.perf_counter() - t0)
+    fixtures = fixtures_step(data, model, out_dir, workers)
+    report.fixtures(fixtures)
+    files = ["embeddings.npz", "johns_matrix.png", "yale_matrix.png"]
+
+    # 6. The pre-trained models on the Korean validation pairs (and LFW): dlib-resnet and the default, SFace.
     pre = [("dlib-resnet", model), ("sface", create_model("sface"))]
     verification: dict[str, dict[str, dict]] = {}
     benches = _benchmarks(data, lfw)
@@ -440,48 +335,35 @@ def run_demo(data: Path, out_dir: Path, console: Console, *, workers: int | None
                             progress)
         verification[name] = res
         for label, r in res.items():
-            _print_verification(out, "6", f"{name}, {label}", r, secs, out_dir / f"eval-{name}")
-        files += f", eval-{name}/"
+            report.verified(name, label, r, secs, out_dir / f"eval-{name}")
+        files.append(f"eval-{name}/")
     if not (data / "kfamily").is_dir():
-        out.print("(no kfamily/ in the data folder: skipping the Korean verification and fine-tuning steps)")
+        report.skipped("kfamily")
 
     # 7-8. Fine-tune both families on the Korean training persons, combine them, compare on the same pairs.
-    from facefit.models import create_model as load
-
     every = list(pre)
     suite_doc: dict | None = None
     if train_minutes and (data / "kfamily" / "train").is_dir() and benches:
-        runs = [_finetune(data, base, out_dir / f"train-{base}", train_minutes, out, workers, progress)
+        runs = [_finetune(data, base, out_dir / f"train-{base}", train_minutes, report, workers, progress)
                 for base in ("sface", "dlib-resnet")]
-        ens = _ensemble(runs, out_dir / "ensemble", out, workers, progress)
-        every += [("sface-finetuned", load(str(runs[0]))), ("dlib-finetuned", load(str(runs[1]))),
-                  ("ensemble", load(str(ens)))]
+        ens = _ensemble(runs, out_dir / "ensemble", report, workers, progress)
+        every += [("sface-finetuned", create_model(str(runs[0]))), ("dlib-finetuned", create_model(str(runs[1]))),
+                  ("ensemble", create_model(str(ens)))]
         final, suite_doc, _ = _run_suite(final_suite, every, out_dir, workers, progress)
         verification.update(final)
-        out.print()
-        out.print(_comparison_table(final))
-        out.print(_population_table(suite_doc))
-        metrics = {b: {m: r["metric"] for m, r in by.items()} for b, by in final.items()}
-        where = final_suite.source or "the demo's benchmarks"
-        out.print(f"from the suite {where} (as `facefit eval --suite`); distances: {metrics}; side-by-side reports "
-                  f"with ROC curves in eval-*/report.md, the suite's with DET curves in suite/report.md",
-                  markup=False)
-        files += ", train-sface/, train-dlib-resnet/ (run folders: log.csv, plots.png, model/), ensemble/, suite/"
-        if train_minutes < 30:
-            out.print(f"(a {train_minutes:g}-minute budget per model keeps the demo short; each base's full recipe "
-                      f"is a fixed number of epochs: `facefit train DATA --base sface --out RUN`)")
+        report.compared(final, suite_doc, final_suite.source or "the demo's benchmarks", train_minutes)
+        files += ["train-sface/", "train-dlib-resnet/ (run folders: log.csv, plots.png, model/)", "ensemble/",
+                  "suite/"]
     elif not train_minutes:
-        out.print("(fine-tuning skipped: --train-minutes 0)")
+        report.skipped("fine-tuning")
 
     # 9. 1:N identification on the Korean validation persons, the deployment question.
     identification: dict[str, dict] = {}
     if (data / "kfamily" / "val").is_dir():
         identification, counts, secs = _identify_1n(data, every, out_dir / "eval-1n-korean-val", workers, progress)
-        _print_1n(out, identification, counts, secs, out_dir / "eval-1n-korean-val")
-        files += ", eval-1n-korean-val/"
-    out.print(f"\noutputs in {out_dir}/: {files}")
-    out.print("next: enrol people with `facefit gallery add NAME PHOTO...`, then `facefit identify PHOTO` or "
-              "`facefit stream VIDEO` (see the README).")
-    return {"verification": verification, "identification": identification, "suite": suite_doc, "yale_faces": len(yale),
-            "yale_failures": yale.failures, "johns_faces": len(johns),
-            "max_abs_diff_vs_dlib": diff, "pairs": summary}
+        report.identified(identification, counts, secs, out_dir / "eval-1n-korean-val")
+        files.append("eval-1n-korean-val/")
+    report.finished(out_dir, files)
+    return {"verification": verification, "identification": identification, "suite": suite_doc,
+            "yale_faces": len(fixtures.yale), "yale_failures": fixtures.yale.failures,
+            "johns_faces": len(fixtures.johns), "max_abs_diff_vs_dlib": fixtures.max_diff, "pairs": fixtures.pairs}

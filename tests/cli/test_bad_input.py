@@ -159,7 +159,7 @@ def test_ctrl_c_in_training_says_how_to_continue(tmp_path: Path, johns_dir: Path
                                                  monkeypatch: pytest.MonkeyPatch) -> None:
     import facefit.train.loop
 
-    def interrupted(cfg, run_dir: Path, **_) -> None:  # noqa: ANN001
+    def interrupted(cfg, run_dir: Path, **_) -> None:
         (run_dir / "checkpoints").mkdir(parents=True)
         (run_dir / "checkpoints" / "last.pt").write_bytes(b"an epoch")
         raise KeyboardInterrupt

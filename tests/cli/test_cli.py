@@ -171,17 +171,28 @@ def test_models_command() -> None:
 
 def test_bench_embed_runs(tmp_path: Path) -> None:
     proc = run("bench", "embed", "--seconds", "0.1", "--batch", "4", "--threads", "1", "--no-dlib",
-               "--json", tmp_path / "b.json")
+               "--json", "--out", tmp_path / "b.json")
     assert proc.returncode == 0, proc.stderr
     import json
 
     doc = json.loads((tmp_path / "b.json").read_text())
+    assert json.loads(proc.stdout) == doc  # --json prints the document the file holds, instead of the table
     assert doc["rows"][0]["batch"] == 4 and doc["rows"][0]["images_per_s"] > 0
     # Both shipped models, each on chips of its own size: SFace's beside dlib-resnet's, each labelled with the
     # precision it ran at.
     assert [r["backend"].split(",")[0] for r in doc["rows"]] == \
         [f"{m} {doc['precision'][m]['precision']}" for m in ("dlib-resnet", "sface")]
     assert "resized to 112x112" in proc.stderr
+
+
+def test_bench_embed_end_to_end_times_each_stage(data_root: Path) -> None:
+    proc = run("bench", "embed", "--end-to-end", "--images", "8", "--model", "dlib-resnet", "--workers", "1",
+               "--json", "--data", data_root)
+    assert proc.returncode == 0, proc.stderr
+    rows = json.loads(proc.stdout)["rows"]
+    assert [r["stage"] for r in rows] == ["detect + align", "embed", "end to end"]
+    assert all(r["images"] == 8 and r["images_per_s"] > 0 for r in rows)
+    assert rows[0]["faces"] == rows[2]["faces"] >= 7  # the engine finds what alignment alone finds
 
 
 def test_demo_without_data_says_what_to_do(tmp_path: Path) -> None:

@@ -30,7 +30,7 @@ def test_the_shipped_default_is_sface_and_the_environment_can_change_it(yale_dir
         assert str(z["contract_id"]).startswith("dlib-resnet:") and str(z["detectors"][0]).startswith("hog")
 
 
-def test_default_model_reads_the_environment_at_call_time(monkeypatch) -> None:  # noqa: ANN001
+def test_default_model_reads_the_environment_at_call_time(monkeypatch) -> None:
     from facefit.defaults import SHIPPED_DEFAULT_MODEL, default_model
 
     monkeypatch.delenv("FACEFIT_MODEL", raising=False)

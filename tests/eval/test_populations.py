@@ -110,7 +110,7 @@ def test_a_small_population_without_errors_is_never_the_worst() -> None:
     assert g["fmr_ratio"] == pytest.approx(0.001 / 1e-5)
 
 
-def test_population_section_pools_benchmarks_and_handles_many_populations(tmp_path) -> None:  # noqa: ANN001
+def test_population_section_pools_benchmarks_and_handles_many_populations(tmp_path) -> None:
     """Four benchmarks, two of them one population, two models: the section against a naive computation."""
     from types import SimpleNamespace
 

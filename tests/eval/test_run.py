@@ -173,7 +173,7 @@ def test_each_model_gets_its_own_detector_and_an_ensemble_its_members(lfw_small,
         np.testing.assert_allclose(again.models[0].distances, both.models[0].distances, atol=1e-6)
 
 
-def facefit_represent(path: Path, model) -> np.ndarray:  # noqa: ANN001
+def facefit_represent(path: Path, model) -> np.ndarray:
     from facefit import represent
 
     return represent(path, model, faces="center")[0].embedding

@@ -287,7 +287,7 @@ def test_bench_eval_times_a_cold_then_a_warm_cache(yale_dir: Path, tmp_path: Pat
     yale_pairs(tmp_path / "tiny.csv", ["subject13", "subject14", "subject15"])
     suite = tmp_path / "tiny.yaml"
     suite.write_text(f"benchmarks:\n  - {{name: tiny, root: {yale_dir}, pairs: tiny.csv}}\n")
-    code, stdout, err = cli(capsys, "bench", "eval", "--suite", suite, "--model", "dlib-resnet", "--json",
+    code, stdout, err = cli(capsys, "bench", "eval", "--suite", suite, "--model", "dlib-resnet", "--out",
                             tmp_path / "bench.json")
     assert code == 0, err
     assert "suite evaluation wall time" in stdout
@@ -358,7 +358,7 @@ def test_train_with_report_suite_writes_the_card_after_training(yale_suite: Path
     import facefit.train.loop
     from facefit import create_model, save_model
 
-    def fake_train(cfg, run_dir: Path, **_):  # noqa: ANN001, ANN202
+    def fake_train(cfg, run_dir: Path, **_):
         model_dir = save_model(create_model(cfg.base), run_dir / "model", metadata={"card": {"base": cfg.base}})
         (model_dir / "MODEL_CARD.md").write_text("# fine-tuned\n")
         return SimpleNamespace(best={"accuracy": 0.9}, seconds=1.0, images_per_s=10.0, best_epoch=1,

@@ -7,17 +7,17 @@ from pathlib import Path
 import numpy as np
 import pytest
 
+from facefit.engine import FaceEngine
 from facefit.gallery.gallery import Gallery
 from facefit.gallery.store import ContractMismatchError, GalleryError
 from facefit.gallery.transfer import export_gallery, import_gallery
-from facefit.pipeline import embed_files
 
 ENROLLED = ("George_W_Bush", "Colin_Powell", "Tony_Blair", "Silvio_Berlusconi")
 STRANGERS = ("Jean_Chretien", "Hans_Blix")
 
 
 @pytest.fixture(scope="module")
-def built(tmp_path_factory: pytest.TempPathFactory, lfw_people, model) -> tuple[Path, dict]:  # noqa: ANN001
+def built(tmp_path_factory: pytest.TempPathFactory, lfw_people, model) -> tuple[Path, dict]:
     """A gallery of 4 persons x 3 photos, and probe embeddings (other photos, plus 2 strangers)."""
     path = tmp_path_factory.mktemp("gallery") / "g.sqlite"
     with Gallery.open(path) as g:
@@ -26,13 +26,13 @@ def built(tmp_path_factory: pytest.TempPathFactory, lfw_people, model) -> tuple[
             assert len(report.added) == 3, report.failures
     probes = {name: lfw_people[name][4:7] for name in ENROLLED + STRANGERS}
     files = [p for ps in probes.values() for p in ps]
-    emb = embed_files(files, model, faces="largest")
+    emb = FaceEngine(model, faces="largest").embed_files(files)
     assert not emb.failures
     truth = [Path(p).parent.name for p in emb.paths]
     return path, {"emb": emb.embeddings, "truth": truth}
 
 
-def test_enrolled_people_are_found_and_strangers_mostly_rejected(built, model) -> None:  # noqa: ANN001
+def test_enrolled_people_are_found_and_strangers_mostly_rejected(built, model) -> None:
     path, probes = built
     with Gallery.open(path) as g:
         answers = g.identify(probes["emb"], model)
@@ -43,7 +43,7 @@ def test_enrolled_people_are_found_and_strangers_mostly_rejected(built, model) -
     assert all(a.threshold == 0.6 for a in answers)  # dlib's own operating point by default
 
 
-def test_mean_template_and_hnsw_agree_with_best_exact(built, model) -> None:  # noqa: ANN001
+def test_mean_template_and_hnsw_agree_with_best_exact(built, model) -> None:
     from facefit.gallery.search import SearchSettings
 
     path, probes = built
@@ -54,7 +54,7 @@ def test_mean_template_and_hnsw_agree_with_best_exact(built, model) -> None:  # 
         assert names == [probes["truth"][i] for i in known], settings
 
 
-def test_duplicates_multi_face_photos_and_bad_files(tmp_path: Path, lfw_people, data_root: Path, model) -> None:  # noqa: ANN001
+def test_duplicates_multi_face_photos_and_bad_files(tmp_path: Path, lfw_people, data_root: Path, model) -> None:
     group = data_root / "lfw" / "images" / "Abdullah_Gul" / "Abdullah_Gul_0008.jpg"  # three faces
     bad = tmp_path / "broken.jpg"
     bad.write_bytes(b"\xff\xd8 not really a jpeg")
@@ -71,7 +71,7 @@ def test_duplicates_multi_face_photos_and_bad_files(tmp_path: Path, lfw_people, 
         assert [(p.name, p.n_faces) for p in g.persons()] == [("Bush", 3), ("Gul", 1)]
 
 
-def test_reembed_from_crops_reproduces_the_embeddings(built, tmp_path: Path, model) -> None:  # noqa: ANN001
+def test_reembed_from_crops_reproduces_the_embeddings(built, tmp_path: Path, model) -> None:
     import shutil
 
     path = tmp_path / "copy.sqlite"
@@ -92,7 +92,28 @@ def test_reembed_from_crops_reproduces_the_embeddings(built, tmp_path: Path, mod
         np.testing.assert_array_equal(g.store.vectors()[2], after)
 
 
-def test_another_model_is_refused_until_reembedded(built, tmp_path: Path, model) -> None:  # noqa: ANN001
+def test_reembedding_twice_across_landmark_kinds_keeps_the_crops_meaning(built, tmp_path: Path, model) -> None:
+    """dlib's faces carry sp5 points; re-embedded for SFace (YuNet points) and again for SFace, the second
+    pass must still read the stored points as sp5, not as the gallery's current model's kind."""
+    import json
+    import shutil
+
+    from facefit.models import create_model
+
+    path = tmp_path / "copy.sqlite"
+    shutil.copy(built[0], path)
+    sface = create_model("sface")
+    with Gallery.open(path) as g:
+        kinds = {json.loads(r[0]).get("points") for r in g.store.db.execute("SELECT geometry FROM facefit_crops")}
+        assert kinds == {"sp5"}  # recorded at enrolment
+        assert g.reembed(sface) == 12
+        _, _, first = g.store.vectors()
+        assert g.reembed(sface) == 12
+        _, _, second = g.store.vectors()
+    np.testing.assert_allclose(second, first, atol=1e-5)
+
+
+def test_another_model_is_refused_until_reembedded(built, tmp_path: Path, model) -> None:
     import shutil
 
     import torch
@@ -112,7 +133,7 @@ def test_another_model_is_refused_until_reembedded(built, tmp_path: Path, model)
             g.identify(np.zeros((1, 128), np.float32), model)
 
 
-def test_export_import_round_trip(built, tmp_path: Path, model) -> None:  # noqa: ANN001
+def test_export_import_round_trip(built, tmp_path: Path, model) -> None:
     path, probes = built
     zip_path = tmp_path / "g.zip"
     with Gallery.open(path) as g:

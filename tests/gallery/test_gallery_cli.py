@@ -21,7 +21,7 @@ def env(tmp_path: Path) -> dict:
     return {"FACEFIT_GALLERY": str(tmp_path / "gallery.sqlite")}
 
 
-def test_enrol_identify_json_and_forget(env: dict, lfw_people, tmp_path: Path) -> None:  # noqa: ANN001
+def test_enrol_identify_json_and_forget(env: dict, lfw_people, tmp_path: Path) -> None:
     bush, powell, blair = lfw_people["George_W_Bush"], lfw_people["Colin_Powell"], lfw_people["Tony_Blair"]
     assert run("gallery", "add", "George W Bush", *bush[:3], env=env).returncode == 0
     assert run("gallery", "add", "Colin Powell", *powell[:3], env=env).returncode == 0
@@ -61,7 +61,7 @@ def test_enrol_identify_json_and_forget(env: dict, lfw_people, tmp_path: Path) -
     assert json.loads(again.stdout)["name"] is None
 
 
-def test_bad_input_gives_one_line_errors(env: dict, lfw_people, tmp_path: Path) -> None:  # noqa: ANN001
+def test_bad_input_gives_one_line_errors(env: dict, lfw_people, tmp_path: Path) -> None:
     missing = run("gallery", "list", env=env)
     assert missing.returncode != 0 and "no gallery" in one_line_error(missing)
     bad = tmp_path / "bad.jpg"
@@ -83,7 +83,7 @@ def test_bad_input_gives_one_line_errors(env: dict, lfw_people, tmp_path: Path) 
     assert "is a folder" in one_line_error(folder_as_db)
 
 
-def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_people) -> None:  # noqa: ANN001
+def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_people) -> None:
     root = tmp_path / "people"
     for name, files in lfw_people.items():
         (root / name).mkdir(parents=True)
@@ -118,7 +118,7 @@ def test_killed_enrolment_leaves_whole_persons_and_resumes(tmp_path: Path, lfw_p
         assert c.execute("SELECT COUNT(*) FROM facefit_faces").fetchone()[0] == 4 * len(lfw_people)
 
 
-def test_the_gallery_remembers_a_model_given_by_path(env: dict, lfw_people, tmp_path: Path) -> None:  # noqa: ANN001
+def test_the_gallery_remembers_a_model_given_by_path(env: dict, lfw_people, tmp_path: Path) -> None:
     import torch
 
     from facefit import create_model, save_model

@@ -336,8 +336,8 @@ def test_two_processes_add_concurrently(uri: str) -> None:
 
 # -- end to end with real faces --------------------------------------------------------------------
 def test_gallery_identifies_real_faces(uri: str, data_root: Path, model) -> None:
+    from facefit.engine import FaceEngine
     from facefit.gallery.gallery import Gallery
-    from facefit.pipeline import embed_files
 
     lfw = data_root / "lfw" / "images"
     persons = ["George_W_Bush", "Colin_Powell", "Tony_Blair"]
@@ -351,7 +351,7 @@ def test_gallery_identifies_real_faces(uri: str, data_root: Path, model) -> None
         assert gallery.add(persons[0], [sorted((lfw / persons[0]).glob("*.jpg"))[0]], model).duplicates
         strangers = [sorted((lfw / p).glob("*.jpg"))[0] for p in ("Aaron_Eckhart", "Abel_Pacheco", "Adrien_Brody")]
 
-        emb = embed_files(probes + strangers, model, faces="largest").embeddings
+        emb = FaceEngine(model, faces="largest").embed_files(probes + strangers).embeddings
         assert len(emb) == 6
         answers = gallery.identify(emb, model)
         assert [a.name for a in answers[:3]] == persons
@@ -359,7 +359,7 @@ def test_gallery_identifies_real_faces(uri: str, data_root: Path, model) -> None
         assert answers[0].matches[0].face_id in {f.id for f in gallery.faces(persons[0])}
 
 
-def test_cli_enrols_and_identifies_through_a_postgresql_url(uri: str, lfw_people) -> None:  # noqa: ANN001
+def test_cli_enrols_and_identifies_through_a_postgresql_url(uri: str, lfw_people) -> None:
     from tests.gallery.conftest import run_cli as run
 
     env = {"FACEFIT_GALLERY": uri}

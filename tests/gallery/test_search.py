@@ -169,7 +169,7 @@ def test_index_is_updated_in_place_for_small_changes_and_rebuilt_otherwise(tmp_p
     builds = []
     real_build = search._build
 
-    def counting_build(vectors, s):  # noqa: ANN001, ANN202
+    def counting_build(vectors, s):
         builds.append(len(vectors))
         return real_build(vectors, s)
 

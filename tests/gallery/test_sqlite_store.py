@@ -18,7 +18,7 @@ CONTRACT_A = json.dumps({"id": "toy:aaaa", "name": "toy"})
 CONTRACT_B = json.dumps({"id": "toy:bbbb", "name": "toy"})
 
 
-def add(store: SQLiteStore, person: str, faces, contract: str = CONTRACT_A):  # noqa: ANN001, ANN201
+def add(store: SQLiteStore, person: str, faces, contract: str = CONTRACT_A):
     return store.add_faces(person, faces, contract, json.loads(contract)["id"])
 
 

@@ -26,7 +26,7 @@ Files = dict[str, bytes]
 
 
 @pytest.fixture(scope="module")
-def exports(tmp_path_factory: pytest.TempPathFactory, lfw_people, model) -> tuple[Path, Path]:  # noqa: ANN001
+def exports(tmp_path_factory: pytest.TempPathFactory, lfw_people, model) -> tuple[Path, Path]:
     """(an export of 2 persons x 2 photos, an export of 1 other person) made by the real exporter."""
     root = tmp_path_factory.mktemp("exports")
     with Gallery.open(root / "src.sqlite") as g:
@@ -114,7 +114,7 @@ def _state(g: Gallery) -> tuple:
 
 
 @pytest.mark.parametrize(("name", "change", "reason"), TAMPERED, ids=[t[0] for t in TAMPERED])
-def test_a_tampered_export_is_refused_whole(exports, tmp_path: Path, name: str, change, reason: str) -> None:  # noqa: ANN001
+def test_a_tampered_export_is_refused_whole(exports, tmp_path: Path, name: str, change, reason: str) -> None:
     src, other = exports
     bad = tmp_path / f"{name}.zip"
     person = _tamper(src, bad, change)
@@ -130,7 +130,7 @@ def test_a_tampered_export_is_refused_whole(exports, tmp_path: Path, name: str, 
     assert reason.format(p=person) in message, message
 
 
-def test_a_tampered_export_is_one_line_from_the_cli(exports, tmp_path: Path) -> None:  # noqa: ANN001
+def test_a_tampered_export_is_one_line_from_the_cli(exports, tmp_path: Path) -> None:
     src, _ = exports
     bad = tmp_path / "emb_wrongdim.zip"
     _tamper(src, bad, lambda f: f.update({"embeddings.npy": _npy(_emb(f)[:, :64])}))

@@ -15,20 +15,20 @@ from facefit.models.precision import PrecisionChoice, choose_precision, requeste
 
 
 @pytest.fixture
-def dlib_model(model):  # noqa: ANN001 - the session's dlib-resnet, at a fresh precision request
+def dlib_model(model):  # the session's dlib-resnet, at a fresh precision request
     net = create_model("dlib-resnet", precision="auto")
     yield net
 
 
-def _rates(fp32: float, bf16: float, cos: float, calls: list | None = None):  # noqa: ANN202
-    def rates(model, chips):  # noqa: ANN001, ANN202
+def _rates(fp32: float, bf16: float, cos: float, calls: list | None = None):
+    def rates(model, chips):
         if calls is not None:
             calls.append(len(chips))
         return fp32, bf16, cos
     return rates
 
 
-def _never(model, chips):  # noqa: ANN001, ANN202
+def _never(model, chips):
     raise AssertionError("measured although the choice was cached or settled")
 
 
@@ -52,7 +52,7 @@ def test_requested_precision_reads_the_argument_then_the_environment(monkeypatch
     (100.0, 10.0, 0.99999, "fp32"),   # the AVX2/AVX-512-without-AMX case: 10x slower
 ])
 def test_auto_keeps_bf16_only_when_faster_by_1_3x_and_faithful(dlib_model, tmp_path: Path, monkeypatch, fp32, bf16,
-                                                               cos, want) -> None:  # noqa: ANN001
+                                                               cos, want) -> None:
     monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
     chips = np.zeros((3, 150, 150, 3), np.uint8)
     choice = choose_precision(dlib_model, "auto", chips, rates=_rates(fp32, bf16, cos), cache=tmp_path / "p.json")
@@ -60,7 +60,7 @@ def test_auto_keeps_bf16_only_when_faster_by_1_3x_and_faithful(dlib_model, tmp_p
     assert choice.speedup == pytest.approx(bf16 / fp32)
 
 
-def test_the_choice_is_cached_per_machine_and_model(dlib_model, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_the_choice_is_cached_per_machine_and_model(dlib_model, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
     cache, chips, calls = tmp_path / "p.json", np.zeros((2, 150, 150, 3), np.uint8), []
     first = choose_precision(dlib_model, "auto", chips, rates=_rates(100, 200, 1.0, calls), cache=cache)
@@ -84,7 +84,7 @@ def test_the_choice_is_cached_per_machine_and_model(dlib_model, tmp_path: Path, 
     assert len(calls) == 5
 
 
-def test_a_damaged_cache_is_measured_again(dlib_model, tmp_path: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_a_damaged_cache_is_measured_again(dlib_model, tmp_path: Path, monkeypatch) -> None:
     monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
     cache = tmp_path / "p.json"
     cache.write_text("{not json")
@@ -92,7 +92,7 @@ def test_a_damaged_cache_is_measured_again(dlib_model, tmp_path: Path, monkeypat
     assert choose_precision(dlib_model, "auto", chips, rates=_rates(1, 2, 1.0), cache=cache).source == "measured"
 
 
-def test_without_bf16_auto_is_fp32_and_bf16_is_refused(dlib_model, monkeypatch) -> None:  # noqa: ANN001
+def test_without_bf16_auto_is_fp32_and_bf16_is_refused(dlib_model, monkeypatch) -> None:
     monkeypatch.setattr(prec, "bf16_unsupported", lambda device: "this CPU has no bf16 instructions")
     chips = np.zeros((1, 150, 150, 3), np.uint8)
     choice = choose_precision(dlib_model, "auto", chips, rates=_never)
@@ -103,7 +103,7 @@ def test_without_bf16_auto_is_fp32_and_bf16_is_refused(dlib_model, monkeypatch) 
     assert choose_precision(dlib_model, "fp32", chips, rates=_never) == PrecisionChoice("fp32", "asked")
 
 
-def test_auto_on_this_machine_follows_its_own_measurement_on_real_faces(johns, tmp_path, monkeypatch) -> None:  # noqa: ANN001
+def test_auto_on_this_machine_follows_its_own_measurement_on_real_faces(johns, tmp_path, monkeypatch) -> None:
     """The real thing: time both on dlib's example chips here; the choice is the rule applied to that timing."""
     if prec.bf16_unsupported(torch.device("cpu")):
         pytest.skip("no bf16 on this CPU: covered by the test above")
@@ -131,7 +131,7 @@ def test_an_ensemble_runs_each_member_at_the_asked_precision() -> None:
     assert all(m.precision_request == "fp32" for m in ens.members)
 
 
-def test_empty_input_and_warm_up_leave_auto_unsettled(monkeypatch) -> None:  # noqa: ANN001
+def test_empty_input_and_warm_up_leave_auto_unsettled(monkeypatch) -> None:
     monkeypatch.setattr(prec, "measure_rates", _never)
     monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
     net = create_model("sface", pretrained=False, precision="auto")
@@ -141,13 +141,13 @@ def test_empty_input_and_warm_up_leave_auto_unsettled(monkeypatch) -> None:  # n
     assert net.precision_choice is None and net.precision == "auto"
 
 
-def test_concurrent_first_embeddings_measure_once(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+def test_concurrent_first_embeddings_measure_once(monkeypatch, tmp_path: Path) -> None:
     import threading
     import time
 
     calls = []
 
-    def slow_rates(model, chips):  # noqa: ANN001, ANN202
+    def slow_rates(model, chips):
         calls.append(1)
         time.sleep(0.2)
         return 100.0, 50.0, 1.0
@@ -165,7 +165,7 @@ def test_concurrent_first_embeddings_measure_once(monkeypatch, tmp_path: Path) -
     assert len(calls) == 1 and net.precision == "fp32"
 
 
-def test_an_ensemble_of_one_recipe_settles_each_member(monkeypatch, tmp_path: Path) -> None:  # noqa: ANN001
+def test_an_ensemble_of_one_recipe_settles_each_member(monkeypatch, tmp_path: Path) -> None:
     from facefit.models.ensemble import EnsembleEmbedder
 
     monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)

@@ -14,7 +14,7 @@ from facefit.models.thresholds import choose_threshold
 
 
 @pytest.fixture
-def contract(model) -> EmbeddingContract:  # noqa: ANN001 - dlib-resnet from conftest
+def contract(model) -> EmbeddingContract:  # dlib-resnet from conftest
     return replace(model.contract, thresholds={"euclidean": 0.6, "euclidean@far_1e-3": 0.5})
 
 

@@ -49,7 +49,7 @@ def _photos(lfw: Path, folder: str, n: int = 2) -> list[Path]:
     return sorted((lfw / folder).glob("*.jpg"))[:n]
 
 
-def _enrol(gallery_path: Path, lfw: Path, model, settings: SearchSettings | None = None) -> Traces:  # noqa: ANN001
+def _enrol(gallery_path: Path, lfw: Path, model, settings: SearchSettings | None = None) -> Traces:
     """Enrol three LFW persons, search once (writing the index cache) and note what GONE left behind."""
     with Gallery.open(gallery_path, settings=settings) as g:
         report = g.add(GONE, _photos(lfw, "Colin_Powell"), model)
@@ -71,13 +71,13 @@ def _enrol(gallery_path: Path, lfw: Path, model, settings: SearchSettings | None
     return traces
 
 
-def _faces(paths: list[Path], model):  # noqa: ANN001, ANN202
+def _faces(paths: list[Path], model):
     from facefit import detect_and_align
 
     return [detect_and_align(p, recipe=model.contract.align, faces="largest")[0] for p in paths]
 
 
-def _after_removal(gallery_path: Path, lfw: Path, model, remove: Callable[[], None]) -> None:  # noqa: ANN001
+def _after_removal(gallery_path: Path, lfw: Path, model, remove: Callable[[], None]) -> None:
     traces = _enrol(gallery_path, lfw, model)
     remove()
     assert traces.found_in(gallery_path.parent) == []
@@ -90,7 +90,7 @@ def _after_removal(gallery_path: Path, lfw: Path, model, remove: Callable[[], No
     assert traces.found_in(gallery_path.parent) == []
 
 
-def test_library_remove_erases_every_file(tmp_path: Path, lfw: Path, model) -> None:  # noqa: ANN001
+def test_library_remove_erases_every_file(tmp_path: Path, lfw: Path, model) -> None:
     path = tmp_path / "g.sqlite"
 
     def remove() -> None:
@@ -101,7 +101,7 @@ def test_library_remove_erases_every_file(tmp_path: Path, lfw: Path, model) -> N
     _after_removal(path, lfw, model, remove)
 
 
-def test_cli_remove_erases_every_file(tmp_path: Path, lfw: Path, model, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+def test_cli_remove_erases_every_file(tmp_path: Path, lfw: Path, model, capsys: pytest.CaptureFixture) -> None:
     path = tmp_path / "g.sqlite"
 
     def remove() -> None:
@@ -111,7 +111,7 @@ def test_cli_remove_erases_every_file(tmp_path: Path, lfw: Path, model, capsys: 
     _after_removal(path, lfw, model, remove)
 
 
-def test_remove_face_erases_that_face(tmp_path: Path, lfw: Path, model) -> None:  # noqa: ANN001
+def test_remove_face_erases_that_face(tmp_path: Path, lfw: Path, model) -> None:
     path = tmp_path / "g.sqlite"
     traces = _enrol(path, lfw, model)
     with Gallery.open(path) as g:
@@ -122,7 +122,7 @@ def test_remove_face_erases_that_face(tmp_path: Path, lfw: Path, model) -> None:
     assert not any("embedding 0" in h or "crop 0" in h for h in left), left
 
 
-def test_rest_delete_erases_every_file(tmp_path: Path, lfw: Path, model) -> None:  # noqa: ANN001
+def test_rest_delete_erases_every_file(tmp_path: Path, lfw: Path, model) -> None:
     pytest.importorskip("fastapi")
     from fastapi.testclient import TestClient
 
@@ -142,7 +142,7 @@ def test_rest_delete_erases_every_file(tmp_path: Path, lfw: Path, model) -> None
 
 
 @pytest.mark.parametrize("kind", ["ivf", "hnsw"])
-def test_approximate_indexes_are_erased_too(tmp_path: Path, lfw: Path, model, kind: str,  # noqa: ANN001
+def test_approximate_indexes_are_erased_too(tmp_path: Path, lfw: Path, model, kind: str,
                                             monkeypatch: pytest.MonkeyPatch) -> None:
     """IVF deletes the removed vectors from its lists in place; an HNSW graph cannot, so it is rebuilt."""
     pytest.importorskip("faiss")
@@ -165,7 +165,7 @@ def test_approximate_indexes_are_erased_too(tmp_path: Path, lfw: Path, model, ki
     assert traces.found_in(tmp_path) == []
 
 
-def test_a_half_written_cache_is_erased_too(tmp_path: Path, lfw: Path, model) -> None:  # noqa: ANN001
+def test_a_half_written_cache_is_erased_too(tmp_path: Path, lfw: Path, model) -> None:
     path = tmp_path / "g.sqlite"
     traces = _enrol(path, lfw, model)
     cache = Path(str(path) + ".index.npz")
@@ -203,7 +203,7 @@ def _pg_files(uri: str, data: Path) -> Path:
     return data / "base" / str(oid)
 
 
-def test_postgres_removal_with_vacuum_erases_the_table_files(pg_uri: tuple[str, Path], lfw: Path, model,  # noqa: ANN001
+def test_postgres_removal_with_vacuum_erases_the_table_files(pg_uri: tuple[str, Path], lfw: Path, model,
                                                              capsys: pytest.CaptureFixture) -> None:
     uri, data = pg_uri
     with Gallery.open(uri) as g:
@@ -229,7 +229,7 @@ def test_postgres_removal_with_vacuum_erases_the_table_files(pg_uri: tuple[str, 
         assert [p.name for p in g.persons()] == ["Kept Blair"]
 
 
-def test_the_index_cache_is_erased_even_when_the_wal_stays_busy(tmp_path: Path, lfw: Path, model,  # noqa: ANN001
+def test_the_index_cache_is_erased_even_when_the_wal_stays_busy(tmp_path: Path, lfw: Path, model,
                                                                monkeypatch: pytest.MonkeyPatch) -> None:
     from facefit.gallery.sqlite import SQLiteStore
     from facefit.gallery.store import GalleryError
@@ -252,7 +252,7 @@ def test_the_index_cache_is_erased_even_when_the_wal_stays_busy(tmp_path: Path, 
     assert Path(str(path) + ".index.npz").exists()
 
 
-def test_a_removal_through_the_store_alone_is_erased_by_the_next_search(tmp_path: Path, lfw: Path,  # noqa: ANN001
+def test_a_removal_through_the_store_alone_is_erased_by_the_next_search(tmp_path: Path, lfw: Path,
                                                                       model) -> None:
     path = tmp_path / "g.sqlite"
     traces = _enrol(path, lfw, model)

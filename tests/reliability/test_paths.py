@@ -68,15 +68,18 @@ def _lock_after(monkeypatch: pytest.MonkeyPatch, module: str, name: str, folder:
 
     from cli_run import lock
 
-    mod = importlib.import_module(module)
-    real = getattr(mod, name)
+    owner = importlib.import_module(module)
+    *path, name = name.split(".")
+    for part in path:  # "Class.method"
+        owner = getattr(owner, part)
+    real = getattr(owner, name)
 
-    def then_lock(*args, **kwargs):  # noqa: ANN002, ANN003, ANN202
+    def then_lock(*args, **kwargs):
         result = real(*args, **kwargs)
         lock(folder)
         return result
 
-    monkeypatch.setattr(mod, name, then_lock)
+    monkeypatch.setattr(owner, name, then_lock)
 
 
 def test_a_late_write_failure_is_one_line_and_claims_no_list(photos: Path, tmp_path: Path,
@@ -86,7 +89,7 @@ def test_a_late_write_failure_is_one_line_and_claims_no_list(photos: Path, tmp_p
 
     out_dir = tmp_path / "out"
     out_dir.mkdir()
-    _lock_after(monkeypatch, "facefit.pipeline", "embed_files", out_dir)
+    _lock_after(monkeypatch, "facefit.engine.engine", "FaceEngine.embed_files", out_dir)
     try:
         code, _, err = cli(["embed", photos, "--out", out_dir / "e.npz"], capsys)
     finally:
@@ -118,7 +121,7 @@ def test_late_failures_of_pairs_eval_and_export_are_one_line(gallery: Path, john
 
                 real = Gallery.faces
 
-                def faces_then_lock(self, *a, _real=real, _dir=out_dir):  # noqa: ANN001, ANN002, ANN202
+                def faces_then_lock(self, *a, _real=real, _dir=out_dir):
                     from cli_run import lock
 
                     result = _real(self, *a)

@@ -16,11 +16,11 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
-from pydantic import ValidationError  # noqa: E402
+from fastapi.testclient import TestClient
+from pydantic import ValidationError
 
-from facefit.serve.app import create_app  # noqa: E402
-from facefit.serve.settings import ServeSettings  # noqa: E402
+from facefit.serve.app import create_app
+from facefit.serve.settings import ServeSettings
 
 
 def _photo(yale_dir: Path, name: str) -> tuple[str, bytes]:
@@ -115,12 +115,12 @@ def test_health_fails_when_the_stored_model_is_damaged(tmp_path: Path, yale_dir:
         assert health.status_code == 503 and health.json()["status"] == "error", health.text
 
 
-def test_health_reports_an_endpoint_that_keeps_failing(tmp_path: Path, yale_dir: Path, monkeypatch) -> None:  # noqa: ANN001
+def test_health_reports_an_endpoint_that_keeps_failing(tmp_path: Path, yale_dir: Path, monkeypatch) -> None:
     path = _enrolled(tmp_path, yale_dir)
     with TestClient(create_app(ServeSettings(gallery=str(path))), raise_server_exceptions=False) as c:
         from facefit.gallery.sqlite import SQLiteStore
 
-        def broken(self, person=None):  # noqa: ANN001, ANN202 - a damage the probe does not read
+        def broken(self, person=None):  # a damage the probe does not read
             raise sqlite3.DatabaseError("database disk image is malformed")
 
         monkeypatch.setattr(SQLiteStore, "faces", broken)
@@ -153,7 +153,7 @@ def test_health_answers_while_every_worker_thread_waits_on_uploads(tmp_path: Pat
     real_slot = ServeState.decode_slot
 
     @contextmanager
-    def stuck_slot(self: ServeState):  # noqa: ANN202 - every slot busy until released
+    def stuck_slot(self: ServeState):  # every slot busy until released
         waiting.release()
         release.wait(60)
         with real_slot(self) as aligner:

@@ -10,10 +10,10 @@ import numpy as np
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from facefit.serve.app import create_app  # noqa: E402
-from facefit.serve.settings import ServeSettings  # noqa: E402
+from facefit.serve.app import create_app
+from facefit.serve.settings import ServeSettings
 
 
 def upload(yale_dir: Path, name: str) -> tuple[str, bytes]:

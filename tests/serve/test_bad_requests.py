@@ -8,10 +8,10 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from facefit.serve.app import create_app  # noqa: E402
-from facefit.serve.settings import ServeSettings  # noqa: E402
+from facefit.serve.app import create_app
+from facefit.serve.settings import ServeSettings
 
 NOT_AN_IMAGE = ("x.png", b"x")  # enough where the request is refused before any upload is read
 
@@ -20,7 +20,7 @@ def photo(yale_dir: Path, name: str = "subject01/01_normal.png") -> tuple[str, b
     return name, (yale_dir / name).read_bytes()
 
 
-def assert_refused(r, status: int, loc: list[str]) -> None:  # noqa: ANN001
+def assert_refused(r, status: int, loc: list[str]) -> None:
     assert r.status_code == status, r.text
     assert r.headers["content-type"] == "application/json"
     assert [d["loc"] for d in r.json()["detail"]] == [loc]
@@ -44,7 +44,7 @@ def test_errors_escaping_a_route_are_json(tmp_path: Path, caplog: pytest.LogCapt
     from facefit.gallery.store import GalleryError
 
     app = create_app(ServeSettings(gallery=str(tmp_path / "g.sqlite")))
-    def raising(error: Exception):  # noqa: ANN202
+    def raising(error: Exception):
         def fail() -> None:
             raise error
         return fail
@@ -157,7 +157,7 @@ def test_the_api_key_is_checked_first_and_the_docs_offer_it(tmp_path: Path) -> N
     ("POST", "/identify", [("image", NOT_AN_IMAGE), ("image", NOT_AN_IMAGE)], ["body", "image"]),
 ])
 def test_unknown_and_repeated_parameters_are_refused_on_every_route(client: TestClient, method: str, url: str,
-                                                                    files, loc: list[str]) -> None:  # noqa: ANN001
+                                                                    files, loc: list[str]) -> None:
     assert_refused(client.request(method, url, files=files), 422, loc)
 
 

@@ -29,7 +29,7 @@ from selenium.webdriver.remote.webelement import WebElement  # noqa: E402
 from selenium.webdriver.support.ui import WebDriverWait as _WebDriverWait  # noqa: E402
 
 
-def WebDriverWait(driver: object, timeout: float) -> _WebDriverWait:  # noqa: N802 - selenium's name
+def WebDriverWait(driver: object, timeout: float) -> _WebDriverWait:  # selenium's name
     """A wait that retries when the page re-rendered an element under it (a list refreshed mid-read)."""
     return _WebDriverWait(driver, timeout, ignored_exceptions=(StaleElementReferenceException,))
 
@@ -49,7 +49,7 @@ class Site:
     photos: Path  # Yale's folder
     scratch: Path
 
-    def api(self, method: str, path: str, **kw) -> httpx.Response:  # noqa: ANN003
+    def api(self, method: str, path: str, **kw) -> httpx.Response:
         return httpx.request(method, self.url + path, headers={"Authorization": f"Bearer {KEYS['admin']}"},
                              timeout=60, **kw)
 

@@ -8,11 +8,11 @@ from pathlib import Path
 import pytest
 
 pytest.importorskip("fastapi")
-from fastapi.testclient import TestClient  # noqa: E402
+from fastapi.testclient import TestClient
 
-from facefit.serve.app import create_app  # noqa: E402
-from facefit.serve.keys import KeysError, Role, parse_keys  # noqa: E402
-from facefit.serve.settings import ServeSettings  # noqa: E402
+from facefit.serve.app import create_app
+from facefit.serve.keys import KeysError, Role, parse_keys
+from facefit.serve.settings import ServeSettings
 
 KEYS = {"read": "r-key-0123456789", "enrol": "e-key-0123456789", "admin": "a-key-0123456789"}
 

@@ -21,7 +21,7 @@ class ScriptedCapture:
         self.frames = list(frames) if frames is not None else [np.full((48, 64, 3), 100, np.uint8)] * n
         self.released = False
 
-    def read(self):  # noqa: ANN201
+    def read(self):
         if self.frames:
             time.sleep(0.04)  # a 25 fps camera
             return True, self.frames.pop(0).copy()
@@ -39,7 +39,7 @@ def scripted_source(monkeypatch: pytest.MonkeyPatch, plan: list, **kw) -> tuple[
     opened: list = []
     script = list(plan)
 
-    def fake_open(self, cv2):  # noqa: ANN001, ANN202
+    def fake_open(self, cv2):
         if not script:
             raise SourceError("rtsp://cam/live: cannot open the stream")
         step = script.pop(0)

@@ -81,7 +81,7 @@ def test_unsupported_scheme_and_output_format(tmp_path: Path, capsys: pytest.Cap
     assert code != 0 and "different files" in _one_error(err)
 
 
-def test_missing_gallery_is_one_line(scene, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:  # noqa: ANN001
+def test_missing_gallery_is_one_line(scene, tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
     code, err = _cli(["stream", scene.video, "--gallery", tmp_path / "none.sqlite", "--headless"], capsys)
     assert code != 0 and "no gallery here" in _one_error(err)
     assert not (tmp_path / "none.sqlite").exists()

@@ -18,7 +18,7 @@ def _cli(args: list[str]) -> int:
     return int(exc.value.code or 0)
 
 
-def _run(scene: Scene, model, config=None, **kwargs):  # noqa: ANN001, ANN202
+def _run(scene: Scene, model, config=None, **kwargs):
     from facefit.gallery.gallery import Gallery
     from facefit.stream.runner import StreamConfig, StreamRunner
     from facefit.stream.source import VideoSource
@@ -75,7 +75,7 @@ def test_ctrl_c_stops_cleanly_and_still_logs_open_tracks(scene: Scene, model, tm
     from facefit.stream.events import EventLog, read_events
     from facefit.stream.video_out import VideoOut
 
-    def interrupt(frame, tracks) -> None:  # noqa: ANN001
+    def interrupt(frame, tracks) -> None:
         if frame.index == 20:
             raise KeyboardInterrupt
 

@@ -29,13 +29,13 @@ class _Still:
 
     name = "still"
 
-    def start(self, key, gray, box) -> None:  # noqa: ANN001
+    def start(self, key, gray, box) -> None:
         pass
 
-    def drop(self, key) -> None:  # noqa: ANN001
+    def drop(self, key) -> None:
         pass
 
-    def step(self, gray, boxes):  # noqa: ANN001, ANN201
+    def step(self, gray, boxes):
         return dict(boxes)
 
 
@@ -128,7 +128,7 @@ def test_latest_frame_reader_drops_stale_frames_and_reports_the_end() -> None:
         def __init__(self) -> None:
             self.n = 0
 
-        def read(self):  # noqa: ANN202
+        def read(self):
             self.n += 1
             return (True, np.full((2, 2, 3), self.n, np.uint8)) if self.n <= 50 else (False, None)
 
@@ -142,7 +142,7 @@ def test_latest_frame_reader_drops_stale_frames_and_reports_the_end() -> None:
     assert "stopped delivering frames" in reader.error
 
 
-def _record(track: int = 1):  # noqa: ANN202
+def _record(track: int = 1):
     from facefit.stream.events import TrackRecord
 
     t = Track(track, (0, 0, 10, 10), first_frame=3, first_s=0.12, last_frame=40, last_s=1.6, frames=38)

@@ -456,7 +456,7 @@ def test_one_photo_under_two_persons_is_flagged() -> None:
     assert note and "1 photo(s) are filed under more than one person (e.g. under Ann and Bob)" in note
 
 
-def test_training_precision_follows_the_config_the_environment_and_the_resumed_run(monkeypatch,  # noqa: ANN001
+def test_training_precision_follows_the_config_the_environment_and_the_resumed_run(monkeypatch,
                                                                                   tmp_path: Path) -> None:
     from facefit.errors import PrecisionError
     from facefit.models import create_model
@@ -486,3 +486,23 @@ def test_training_precision_follows_the_config_the_environment_and_the_resumed_r
     assert not training_bf16(cfg("auto"), net, chips, "cpu", None)  # 1.2x: not worth it
     monkeypatch.setenv(prec.ENV_PRECISION, "fp32")
     assert not training_bf16(cfg("auto"), net, chips, "cpu", None)  # the machine's preference wins under auto
+
+
+def test_resume_keeps_the_runs_own_config(tmp_path: Path) -> None:
+    import yaml
+
+    from facefit.train.rundir import resume_config
+
+    run = tmp_path / "run"
+    run.mkdir()
+    cfg = load_config(None, {"data.train": [str(tmp_path)], "optim.epochs": 2})
+    (run / "config.yaml").write_text(yaml.safe_dump(cfg.model_dump(mode="json")))
+    again = resume_config(run, overrides={"device": "cpu", "workers": 1})
+    assert again.optim.epochs == 2 and again.device == "cpu" and again.workers == 1
+    assert resume_config(run).digest() == cfg.digest()
+    with pytest.raises(UsageError, match="cannot take --epochs, DATA"):
+        resume_config(run, changed=["--epochs", "DATA"])
+    with pytest.raises(UsageError, match=r"cannot change optim.lr \(only device, workers\)"):
+        resume_config(run, overrides={"optim.lr": 0.1})
+    with pytest.raises(UsageError, match="no config.yaml"):
+        resume_config(tmp_path / "elsewhere")

@@ -109,6 +109,9 @@ class AlignConfig:
         return cls(detector=detector, faces=FacePolicy(faces), recipe=recipes[0], extra_recipes=recipes[1:])
 
 
+POINT_FAMILIES = ("sp5", "yunet")
+
+
 def points_family(recipe: AlignRecipe) -> str:
     """Which five points a recipe's chips are cut from: YuNet's ("yunet") or dlib's sp5 ("sp5").
 
@@ -151,7 +154,7 @@ class FaceAligner:
 
     # ------------------------------------------------------------------ landmarks
 
-    def _sp5(self, image: np.ndarray, box: Box):  # noqa: ANN202 - a dlib.full_object_detection
+    def _sp5(self, image: np.ndarray, box: Box):  # a dlib.full_object_detection
         import dlib
 
         if self._predictor is None:
@@ -200,13 +203,14 @@ class FaceAligner:
         return self.align_detection(image, Detection(*(float(v) for v in box), score, source))
 
     def cut_views(self, image: np.ndarray, box: Box, landmarks: np.ndarray, points_of: AlignRecipe | None = None,
-                  *, source: str = "box") -> dict[AlignRecipe, np.ndarray]:
+                  *, source: str = "box", family: str | None = None) -> dict[AlignRecipe, np.ndarray]:
         """The face's chip under every recipe of the config.
 
-        ``landmarks`` are of ``points_of``'s family (default: this aligner's), e.g. those stored
-        by a gallery made with another model; a recipe of another family finds its own.
+        ``landmarks`` are of ``family`` ("sp5", "yunet"), else of ``points_of``'s family, else of this
+        aligner's, e.g. those stored by a gallery made with another model; a recipe of another family
+        finds its own.
         """
-        given = points_family(points_of) if points_of is not None else self.family
+        given = family or (points_family(points_of) if points_of is not None else self.family)
         image = _as_rgb(image)
         out = {}
         for recipe in self.config.recipes:
@@ -305,8 +309,13 @@ def detect_and_align(
     faces: FacePolicy | str = FacePolicy.all,
     detector: str | None = None,
     recipe: AlignRecipe = DLIB_CHIP_150,
+    model: Any = None,
 ) -> list[Face]:
     """Detect the faces in an image (array or file) and return them aligned.
+
+    ``model`` (a FaceEmbedder) cuts every crop that model needs with its own detector, in place of
+    ``recipe`` (dlib's 150 px chip by default): pass it, or ``recipe=model.contract.align``, so a
+    model never gets another model's chips.
 
     ``faces`` picks ``all`` faces, the ``largest`` or the most ``center``-al one;
     ``detector`` is ``hog``, ``yunet``, ``mmod`` or ``auto`` (HOG, HOG on a padded canvas,
@@ -317,5 +326,6 @@ def detect_and_align(
         from facefit.io.images import load_image
 
         image = load_image(image)
-    aligner = _default_aligner(AlignConfig(detector=detector, faces=FacePolicy(faces), recipe=recipe))
-    return aligner(image)
+    config = AlignConfig.for_model(model, detector=detector, faces=FacePolicy(faces)) if model is not None else \
+        AlignConfig(detector=detector, faces=FacePolicy(faces), recipe=recipe)
+    return _default_aligner(config)(image)

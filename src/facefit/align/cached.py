@@ -9,35 +9,25 @@ relative face box of the detected images in the same set.
 from __future__ import annotations
 
 import hashlib
-from collections.abc import Callable, Sequence
-from contextlib import AbstractContextManager, nullcontext
-from dataclasses import dataclass, field
+from collections.abc import Callable, Iterator, Sequence
+from dataclasses import dataclass, field, replace
 from pathlib import Path
 
 import numpy as np
 
 from facefit.align.aligner import AlignConfig, FacePolicy, points_family
 from facefit.align.batch import CutTask, run_cut_tasks
+from facefit.align.recipe import AlignRecipe
 from facefit.errors import FacefitError
+from facefit.io.assets import sha256_file
 from facefit.io.cache import CachedDetection, EvalCache
+from facefit.io.progress import ProgressFactory, no_progress
 
 DETECTION_VERSION = 1
 # "auto" gained YuNet (before MMOD), so its cached detections from before differ: they get a key of their own.
 AUTO_DETECTION_VERSION = 2
 MIN_BOXES_FOR_MEDIAN = 10
 DEFAULT_FALLBACK = (0.25, 0.25, 0.75, 0.75)
-
-ProgressFactory = Callable[[str, int], AbstractContextManager]
-
-
-class _NoBar:
-    def advance(self, n: int = 1) -> None:
-        pass
-
-
-def no_progress(_desc: str, _total: int) -> AbstractContextManager:
-    return nullcontext(_NoBar())
-
 
 def det_key(config: AlignConfig) -> str:
     """Cache key of a detection setup: detector, face policy and the landmark source cached with the boxes.
@@ -51,14 +41,6 @@ def det_key(config: AlignConfig) -> str:
     return f"{config.detector}|{FacePolicy(config.faces).value}|{points}|v{version}"
 
 
-def sha256_of(path: Path) -> str:
-    h = hashlib.sha256()
-    with open(path, "rb") as f:
-        while block := f.read(1 << 20):
-            h.update(block)
-    return h.hexdigest()
-
-
 def hash_files(paths: Sequence[Path], progress: ProgressFactory = no_progress) -> dict[Path, str]:
     """sha256 of every file; an unreadable one is an error naming it (a set is never silently shrunk)."""
     out: dict[Path, str] = {}
@@ -66,7 +48,7 @@ def hash_files(paths: Sequence[Path], progress: ProgressFactory = no_progress) -
     with progress("hashing images", len(paths)) as bar:
         for p in paths:
             try:
-                out[p] = sha256_of(p)
+                out[p] = sha256_file(p)
             except OSError as exc:
                 bad.append(f"{p} ({exc.strerror or exc})")
             bar.advance()
@@ -96,31 +78,108 @@ def absolute_box(rel: tuple[float, float, float, float], size: tuple[int, int]) 
     return (round(rel[0] * w), round(rel[1] * h), round(rel[2] * w), round(rel[3] * h))
 
 
-def detect_cached(paths: Sequence[Path], shas: dict[Path, str], config: AlignConfig, cache: EvalCache, *,
-                  workers: int | None = None, progress: ProgressFactory = no_progress
-                  ) -> tuple[dict[str, CachedDetection], int]:
-    """Detections for every file (from the cache or computed now); returns (by sha, number computed now)."""
-    key = det_key(config)
-    dets = cache.get_detections([shas[p] for p in paths], key)
-    todo = [p for p in dict.fromkeys(paths) if shas[p] not in dets]
-    errors, fresh = [], []
-    with progress("detecting faces", len(todo)) as bar:
-        for p, res in zip(todo, run_cut_tasks([CutTask(p, True) for p in todo], config, workers=workers)):
-            if res.error is not None:
-                errors.append(str(res.error))
-            else:
-                d = CachedDetection(res.status, res.box, res.landmarks, res.score, res.detector, res.n_faces,
-                                    res.size)
-                dets[shas[p]] = d
-                fresh.append((shas[p], d))
-                if len(fresh) >= 256:
-                    cache.put_detections(key, fresh)
-                    fresh = []
-            bar.advance()
-    cache.put_detections(key, fresh)
-    if errors:
-        raise FacefitError(f"{len(errors)} image(s) could not be decoded: {'; '.join(errors[:5])}")
-    return dets, len(todo)
+Wanted = Callable[[str, str], tuple[AlignRecipe, ...]]
+
+
+@dataclass
+class ImageChips:
+    """The chips of one image's face: detected (``provenance`` "det") or from the fallback box ("fb...")."""
+
+    path: Path
+    sha: str
+    provenance: str
+    views: dict[AlignRecipe, np.ndarray]
+
+
+def _all_of(config: AlignConfig) -> Wanted:
+    recipes = config.recipes
+    return lambda _sha, _provenance: recipes
+
+
+class CachedCuts:
+    """One pass from image files to chips through the detection cache: the only such pass in facefit.
+
+    Detection (box + landmarks, per image content and ``det_key(config)``) is read from the cache or run
+    now, in the same decode as the image's chips; images without a detection get a chip from the
+    fallback box (the median relative face box of the set). ``wanted(sha, provenance)`` says which
+    recipes each image still needs (none: skip it, e.g. because its embeddings are cached); by default
+    every recipe of ``config``. Iterate once; ``dets``, ``no_face``, ``fallback`` and ``detected_now``
+    describe the set afterwards. Unreadable images are collected and raised, naming them, after the
+    detection stage, so one bad file never hides the others.
+    """
+
+    def __init__(self, paths: Sequence[Path], sha: dict[Path, str], config: AlignConfig, cache: EvalCache, *,
+                 wanted: Wanted | None = None, workers: int | None = None,
+                 progress: ProgressFactory = no_progress) -> None:
+        self.paths = list(dict.fromkeys(paths))
+        self.sha, self.config, self.cache = sha, config, cache
+        self.key = det_key(config)
+        self.wanted = wanted or _all_of(config)
+        self.workers, self.progress = workers, progress
+        self.dets = cache.get_detections([sha[p] for p in self.paths], self.key)
+        self.undetected = [p for p in self.paths if sha[p] not in self.dets]
+        self.fallback: tuple[float, float, float, float] = DEFAULT_FALLBACK
+        self.no_face: list[Path] = []
+
+    @property
+    def detected_now(self) -> int:
+        return len(self.undetected)
+
+    def provenance(self, sha: str) -> str:
+        """Where an image's chip comes from: "det" or the absolute fallback box it was cut from."""
+        d = self.dets[sha]
+        return "det" if d.status == "face" else "fb{},{},{},{}".format(*absolute_box(self.fallback, d.size))
+
+    def __iter__(self) -> Iterator[ImageChips]:
+        yield from self._detected()
+        self.fallback = fallback_relative([self.dets[self.sha[p]] for p in self.paths])
+        self.no_face = [p for p in self.paths if self.dets[self.sha[p]].status != "face"]
+        yield from self._fallbacks()
+
+    def _detected(self) -> Iterator[ImageChips]:
+        """Stage A: detect where the cache has nothing (cutting in the same decode); cut detected faces."""
+        every = self.config.recipes
+        tasks = [CutTask(p, True, recipes=every) for p in self.undetected]
+        for p in self.paths:
+            d = self.dets.get(self.sha[p])
+            if d is not None and d.status == "face" and (want := self.wanted(self.sha[p], "det")):
+                tasks.append(CutTask(p, False, d.box, d.landmarks, want, source=d.detector))
+        errors: list[str] = []
+        fresh: list[tuple[str, CachedDetection]] = []
+        with self.progress(f"aligning faces ({self.config.detector})", len(tasks)) as bar:
+            for task, res in zip(tasks, run_cut_tasks(tasks, self.config, workers=self.workers)):
+                s = self.sha[task.path]
+                if res.error is not None:
+                    errors.append(str(res.error))
+                elif task.detect:
+                    d = CachedDetection(res.status, res.box, res.landmarks, res.score, res.detector, res.n_faces,
+                                        res.size)
+                    self.dets[s] = d
+                    fresh.append((s, d))
+                    if len(fresh) >= 256:
+                        self.cache.put_detections(self.key, fresh)
+                        fresh = []
+                if res.status == "face" and res.chips:
+                    want = self.wanted(s, "det") if task.detect else task.recipes
+                    if want:
+                        yield ImageChips(task.path, s, "det", {r: res.chips[r] for r in want})
+                bar.advance()
+        self.cache.put_detections(self.key, fresh)
+        if errors:
+            raise FacefitError(f"{len(errors)} image(s) could not be decoded: {'; '.join(errors[:5])}")
+
+    def _fallbacks(self) -> Iterator[ImageChips]:
+        """Stage B: a chip from the fallback box for every image without a detection that needs one."""
+        tasks = []
+        for p in self.no_face:
+            s = self.sha[p]
+            if want := self.wanted(s, self.provenance(s)):
+                tasks.append(CutTask(p, False, absolute_box(self.fallback, self.dets[s].size), None, want))
+        for task, res in zip(tasks, run_cut_tasks(tasks, self.config, workers=self.workers)):
+            if res.error is not None or not res.chips:
+                raise FacefitError(f"{task.path}: fallback alignment failed: {res.error or 'no chip'}")
+            s = self.sha[task.path]
+            yield ImageChips(task.path, s, self.provenance(s), res.chips)
 
 
 @dataclass
@@ -132,24 +191,12 @@ class ChipSet:
 
 def cached_chips(paths: Sequence[Path], config: AlignConfig, cache: EvalCache, *, workers: int | None = None,
                  progress: ProgressFactory = no_progress) -> ChipSet:
-    """The aligned chip of every file (one face each), cutting from cached landmarks."""
+    """The aligned chip (``config.recipe``) of every file, one face each, through ``CachedCuts``."""
     shas = hash_files(paths, progress)
-    dets, fresh = detect_cached(paths, shas, config, cache, workers=workers, progress=progress)
-    fallback = fallback_relative(list(dets.values()))
-    tasks, no_face = [], []
-    for p in paths:
-        d = dets[shas[p]]
-        if d.status == "face":
-            tasks.append(CutTask(p, False, d.box, d.landmarks, (config.recipe,)))
-        else:
-            no_face.append(p)
-            tasks.append(CutTask(p, False, absolute_box(fallback, d.size), None, (config.recipe,)))
+    cuts = CachedCuts(paths, shas, replace(config, extra_recipes=()), cache, workers=workers, progress=progress)
+    by_path = {got.path: got.views[config.recipe] for got in cuts}
     size = config.recipe.size
     chips = np.empty((len(paths), size, size, 3), np.uint8)
-    with progress("cutting chips", len(tasks)) as bar:
-        for i, res in enumerate(run_cut_tasks(tasks, config, workers=workers)):
-            if res.error is not None or not res.chips:
-                raise FacefitError(f"{tasks[i].path}: alignment failed: {res.error or 'no chip'}")
-            chips[i] = res.chips[config.recipe]
-            bar.advance()
-    return ChipSet(chips, no_face, fresh)
+    for i, p in enumerate(paths):
+        chips[i] = by_path[p]
+    return ChipSet(chips, cuts.no_face, cuts.detected_now)

@@ -229,7 +229,7 @@ class YuNetDetector:
         self.__dict__.update(state)
         self._lock = threading.Lock()
 
-    def _model(self) -> Any:  # noqa: ANN401 - cv2.FaceDetectorYN
+    def _model(self) -> Any:  # cv2.FaceDetectorYN
         if self._net is None:
             import cv2
 

@@ -44,7 +44,7 @@ def _timed(run_batch: Callable[[np.ndarray], None], chips: np.ndarray, batch: in
             return done, elapsed
 
 
-def bench_facefit(model, chips: np.ndarray, batches: list[int], seconds: float,  # noqa: ANN001
+def bench_facefit(model, chips: np.ndarray, batches: list[int], seconds: float,
                   threads: list[int], label: str = "facefit torch") -> list[BenchRow]:
     import torch
 

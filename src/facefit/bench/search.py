@@ -77,7 +77,7 @@ def bench_size(n: int, *, dim: int = 128, n_queries: int = 1000, kinds: tuple[st
     face_ids = np.arange(n, dtype=np.int64)
     rows = []
 
-    def measure(label: str, index, build: float, limit: int | None = None) -> None:  # noqa: ANN001
+    def measure(label: str, index, build: float, limit: int | None = None) -> None:
         pi = PersonIndex(index, person, face_ids, names, "euclidean", Aggregation.best)
         found = np.array([pi.top_persons(q[None], 1)[0][0].face_id for q in queries[:limit]])
         recall = float(np.mean(found == truth[:limit]))

@@ -49,7 +49,7 @@ def _free_port() -> int:
 class BackgroundServer:
     """uvicorn on a background thread, started and stopped around the measurements (and the page's tests)."""
 
-    def __init__(self, app) -> None:  # noqa: ANN001
+    def __init__(self, app) -> None:
         import uvicorn
 
         self.port = _free_port()
@@ -71,7 +71,7 @@ class BackgroundServer:
 
 
 def bench_serve(faces_dir: Path, workdir: Path, *, persons: int, requests: int, concurrency: list[int],
-                model_name: str = "dlib-resnet", on_row=None) -> list[ServeBenchRow]:  # noqa: ANN001
+                model_name: str = "dlib-resnet", on_row=None) -> list[ServeBenchRow]:
     """Enrol ``persons`` in ``workdir``, serve them, and time ``requests`` calls per endpoint and concurrency."""
     import httpx
 

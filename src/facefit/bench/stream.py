@@ -68,7 +68,7 @@ def faces_folder(given: Path | None, purpose: str) -> Path:
 
 def default_faces_dir(data: Path | None = None) -> Path | None:
     """LFW's images in the shared data folder (--data, $FACEFIT_DATA or ../shared/data), if there."""
-    from facefit.demo import find_data_dir
+    from facefit.io.assets import find_data_dir
 
     root = find_data_dir(data)
     lfw = root / "lfw" / "images" if root is not None else None
@@ -110,7 +110,7 @@ def score_boxes(video: SyntheticVideo, seen: list[tuple[int, list[tuple[float, f
     return float(arr.mean()), float((arr >= 0.5).mean())
 
 
-def run_once(video: SyntheticVideo, model, gallery, *, detect_every: int, tracker: str,  # noqa: ANN001
+def run_once(video: SyntheticVideo, model, gallery, *, detect_every: int, tracker: str,
              write_to: Path | None) -> StreamBenchRow:
     from facefit.stream.runner import StreamConfig, StreamRunner
     from facefit.stream.source import VideoSource
@@ -134,7 +134,7 @@ def run_once(video: SyntheticVideo, model, gallery, *, detect_every: int, tracke
 
 
 def bench_stream(faces_dir: Path, workdir: Path, *, faces: list[int], frames: int, detect_every: list[int],
-                 trackers: list[str], model_name: str = "dlib-resnet", on_row=None) -> list[StreamBenchRow]:  # noqa: ANN001
+                 trackers: list[str], model_name: str = "dlib-resnet", on_row=None) -> list[StreamBenchRow]:
     """Build the videos and gallery in ``workdir`` and time every combination (without, then with writing)."""
     from facefit.gallery.gallery import Gallery
     from facefit.models import create_model

@@ -10,8 +10,9 @@ import typer
 from facefit.cli.bench_eval import bench_eval
 from facefit.cli.bench_serve import bench_serve
 from facefit.cli.bench_stream import bench_stream
-from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
+from facefit.cli.common import BenchJsonOpt, BenchOutOpt, BenchOverwriteOpt, bench_results, info
 from facefit.cli.options import PrecisionOpt
+from facefit.errors import UsageError
 
 bench_app = typer.Typer(help="Measure throughput on this machine.", no_args_is_help=True)
 bench_app.command("stream")(bench_stream)
@@ -19,11 +20,11 @@ bench_app.command("serve")(bench_serve)
 bench_app.command("eval")(bench_eval)
 
 
-def _bench_chips(data: Path | None, size: int, n: int = 64):  # noqa: ANN202
+def _bench_chips(data: Path | None, size: int, n: int = 64):
     """Real aligned chips from the data folder when present, else random pixels (speed is content-blind)."""
     import numpy as np
 
-    from facefit.demo import find_data_dir
+    from facefit.io.assets import find_data_dir
     from facefit.io.files import collect_images
     from facefit.io.images import load_image
 
@@ -61,11 +62,24 @@ def bench_embed(
     remeasure: Annotated[bool, typer.Option("--remeasure", help="With precision auto: time fp32 against bf16 "
                                                                 "again instead of using this machine's cached "
                                                                 "choice.")] = False,
-    json_out: BenchJsonOpt = None,
+    end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Time photos -> embeddings on LFW photos instead: "
+                                                                  "detection + alignment alone, embedding alone, "
+                                                                  "and the two together as `facefit embed` runs "
+                                                                  "them.")] = False,
+    images: Annotated[int, typer.Option("--images", min=8, help="Photos timed with --end-to-end.")] = 300,
+    workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Alignment processes with "
+                                                                           "--end-to-end.")] = None,
+    as_json: BenchJsonOpt = False,
+    out_file: BenchOutOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:
-    """Embedding throughput (images/s) of facefit vs dlib's compute_face_descriptor on the same chips."""
-    import json
+    """Embedding throughput (images/s) of facefit vs dlib's compute_face_descriptor on the same chips.
+
+    With --end-to-end: photos -> embeddings on the first LFW photos, stage by stage and together.
+    """
+    if end_to_end:
+        _bench_end_to_end(model or ["dlib-resnet", "sface"], data, images, workers, as_json, out_file, overwrite)
+        return
     import os
     import platform
 
@@ -74,11 +88,11 @@ def bench_embed(
 
     from facefit.bench.embed import bench_dlib, bench_facefit
     from facefit.io.assets import RESNET_V1
-    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.io.files import check_writable
     from facefit.models import create_model
 
-    if json_out is not None:
-        check_writable(json_out, overwrite)
+    if out_file is not None:
+        check_writable(out_file, overwrite)
     threads = threads or sorted({1, torch.get_num_threads()})
     rows, dlib_rows, ids, precisions = [], [], [], {}
     for name in model or ["dlib-resnet", "sface"]:
@@ -106,13 +120,56 @@ def bench_embed(
         ref = by_batch.get(r.batch)
         ratio = f"{r.images_per_s / ref.images_per_s:.1f}x" if ref and r is not ref else ""
         table.add_row(r.backend, str(r.batch), f"{r.images_per_s:.1f}", f"{1000 / r.images_per_s:.2f}", ratio)
-    out.print(table)
-    if json_out is not None:
-        doc = {"rows": [r.as_dict() for r in rows + dlib_rows], "threads": threads_used,
-               "torch": torch.__version__, "models": ids,
-               "precision": precisions}
-        write_text_atomic(json_out, json.dumps(doc, indent=2))
-        err.print(f"wrote {json_out}", markup=False)
+    doc = {"rows": [r.as_dict() for r in rows + dlib_rows], "threads": threads_used,
+           "torch": torch.__version__, "models": ids,
+           "precision": precisions}
+    bench_results(table, doc, as_json, out_file)
+
+
+def _photos(data: Path | None, n: int) -> tuple[list[Path], str]:
+    """The first ``n`` LFW photos (by name) of the data folder, else the Yale fixtures."""
+    from facefit.io.assets import find_data_dir
+    from facefit.io.files import collect_images
+
+    root = find_data_dir(data)
+    for sub, what in (("lfw/images", "LFW photos (250x250)"), ("fixtures/yale/original", "Yale photos (320x243)")):
+        if root is not None and (root / sub).is_dir():
+            files = sorted(collect_images([root / sub]).files)[:n]
+            return files, f"{len(files)} {what} from {root / sub}"
+    raise UsageError("no photos to time: the data folder has neither lfw/images nor fixtures/yale (give --data DIR)")
+
+
+def _bench_end_to_end(models: list[str], data: Path | None, n: int, workers: int | None, as_json: bool,
+                      out_file: Path | None, overwrite: bool) -> None:
+    import os
+    import platform
+
+    import torch
+    from rich.table import Table
+
+    from facefit.bench.pipeline import bench_end_to_end
+    from facefit.io.files import check_writable
+    from facefit.models import create_model
+
+    if out_file is not None:
+        check_writable(out_file, overwrite)
+    files, what = _photos(data, n)
+    info(f"photos -> embeddings on {what}; torch {torch.__version__}, {os.cpu_count()} CPU(s), "
+         f"{platform.processor() or platform.machine()}")
+    rows, precisions = [], {}
+    for name in models:
+        net = create_model(name)
+        rows += bench_end_to_end(name, net, files, workers)
+        precisions[name] = net.precision
+    table = Table(title="photos -> embeddings", title_justify="left")
+    for col in ("model", "stage", "photos", "faces", "seconds", "photos/s"):
+        table.add_column(col, justify="left" if col in ("model", "stage") else "right")
+    for r in rows:
+        table.add_row(f"{r.model} {precisions[r.model]}", r.stage, str(r.images), str(r.faces), f"{r.seconds:.1f}",
+                      f"{r.images_per_s:.1f}")
+    doc = {"rows": [r.as_dict() for r in rows], "photos": what, "cpus": os.cpu_count(), "torch": torch.__version__,
+           "precision": precisions}
+    bench_results(table, doc, as_json, out_file)
 
 
 @bench_app.command("search")
@@ -126,7 +183,8 @@ def bench_search(
     = [32, 64, 128],  # noqa: B006
     ef: Annotated[list[int], typer.Option("--ef", min=1, help="HNSW efSearch values.")] = [128, 256, 512],  # noqa: B006
     dim: Annotated[int, typer.Option("--dim", min=2, help="Embedding dimension.")] = 128,
-    json_out: BenchJsonOpt = None,
+    as_json: BenchJsonOpt = False,
+    out_file: BenchOutOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """1:N search latency (p50/p99 per query) and recall@1 against exact search, on synthetic embeddings.
@@ -136,16 +194,15 @@ def bench_search(
     person, exactly as 'facefit identify' does. recall@1 is the share of
     queries whose nearest face equals the exact search's.
     """
-    import json
     import os
 
     from rich.table import Table
 
     from facefit.bench.search import bench_size
-    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.io.files import check_writable
 
-    if json_out is not None:
-        check_writable(json_out, overwrite)
+    if out_file is not None:
+        check_writable(out_file, overwrite)
     info(f"{os.cpu_count()} CPU(s); synthetic {dim}-D galleries; {queries} queries each")
     bad = set(index) - {"exact", "ivf", "hnsw"}
     if bad:
@@ -160,8 +217,5 @@ def bench_search(
     for r in rows:
         table.add_row(f"{r.size:,}", r.index, f"{r.build_s:.1f}", f"{r.p50_ms:.2f}", f"{r.p99_ms:.2f}",
                       f"{r.recall_at_1:.4f}", f"{r.person_recall_at_1:.4f}")
-    out.print(table)
-    if json_out is not None:
-        write_text_atomic(json_out, json.dumps({"rows": [r.as_dict() for r in rows], "dim": dim,
-                                                "queries": queries}, indent=2))
-        err.print(f"wrote {json_out}", markup=False)
+    doc = {"rows": [r.as_dict() for r in rows], "dim": dim, "queries": queries}
+    bench_results(table, doc, as_json, out_file)

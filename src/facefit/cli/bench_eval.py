@@ -7,7 +7,16 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, Detector, EvalDetectorOpt, WorkersOpt, err, info, out
+from facefit.cli.common import (
+    BenchJsonOpt,
+    BenchOutOpt,
+    BenchOverwriteOpt,
+    Detector,
+    EvalDetectorOpt,
+    WorkersOpt,
+    bench_results,
+    info,
+)
 from facefit.cli.options import ModelsOpt
 
 
@@ -17,7 +26,8 @@ def bench_eval(
     model: ModelsOpt = None,
     detector: EvalDetectorOpt = Detector.model,
     workers: WorkersOpt = None,
-    json_out: BenchJsonOpt = None,
+    as_json: BenchJsonOpt = False,
+    out_file: BenchOutOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """Wall time of 'facefit eval --suite' with a cold and a warm cache.
@@ -27,7 +37,6 @@ def bench_eval(
     changed), so every image is detected, aligned and embedded; the warm pass
     repeats the evaluation on the filled cache, as a re-run does.
     """
-    import json
     import os
     import platform
     import tempfile
@@ -40,12 +49,12 @@ def bench_eval(
     from facefit.eval.labels import model_labels
     from facefit.eval.run import EvalOptions
     from facefit.eval.suite import load_suite
-    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.io.files import check_writable
     from facefit.models import create_model
 
     loaded = load_suite(suite)
-    if json_out is not None:
-        check_writable(json_out, overwrite)
+    if out_file is not None:
+        check_writable(out_file, overwrite)
     names = model or [default_model()]
     models = [(label, create_model(n)) for label, n in zip(model_labels(names), names)]
     options = EvalOptions(metric="auto", detector=detector.name_or_none, workers=workers)
@@ -62,9 +71,6 @@ def bench_eval(
         table.add_row(r.cache, f"{r.seconds:.1f}", str(r.n_pairs), str(r.n_images), str(r.detected),
                       str(r.embedded), f"{r.pairs_per_s:.0f}", *[f"{r.per_benchmark[b.name]:.1f}"
                                                                 for b in loaded.benchmarks])
-    out.print(table)
-    if json_out is not None:
-        doc = {"rows": [r.as_dict() for r in rows], "suite": str(suite), "models": [lb for lb, _ in models],
-               "cpus": os.cpu_count(), "torch": torch.__version__}
-        write_text_atomic(json_out, json.dumps(doc, indent=2))
-        err.print(f"wrote {json_out}", markup=False)
+    doc = {"rows": [r.as_dict() for r in rows], "suite": str(suite), "models": [lb for lb, _ in models],
+           "cpus": os.cpu_count(), "torch": torch.__version__}
+    bench_results(table, doc, as_json, out_file)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
+from facefit.cli.common import BenchJsonOpt, BenchOutOpt, BenchOverwriteOpt, bench_results, info
 from facefit.cli.options import ModelOpt, PrecisionOpt
 from facefit.defaults import DEFAULT_MODEL
 
@@ -23,7 +23,8 @@ def bench_serve(
                                                     "../shared/data).", show_default=False)] = None,
     model: ModelOpt = DEFAULT_MODEL,
     precision: PrecisionOpt = None,
-    json_out: BenchJsonOpt = None,
+    as_json: BenchJsonOpt = False,
+    out_file: BenchOutOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """Latency and throughput of POST /verify and /identify, served by uvicorn on this machine.
@@ -35,7 +36,6 @@ def bench_serve(
     search. correct is the share of right names (identify) or accepted
     same-person pairs (verify).
     """
-    import json
     import os
     import tempfile
 
@@ -44,7 +44,7 @@ def bench_serve(
     from facefit.bench.serve import bench_serve as run_bench
     from facefit.bench.stream import faces_folder
     from facefit.errors import FacefitError
-    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.io.files import check_writable
 
     try:
         import fastapi  # noqa: F401
@@ -53,13 +53,13 @@ def bench_serve(
     except ImportError as exc:
         raise FacefitError(f"the serve benchmark needs the [serve] extra and httpx: pip install 'facefit[serve]' "
                            f"httpx ({exc.name} is missing)") from None
-    if json_out is not None:
-        check_writable(json_out, overwrite)
+    if out_file is not None:
+        check_writable(out_file, overwrite)
     folder = faces_folder(faces_from, "enrols and sends real face photos")
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     info(f"{os.cpu_count()} CPU(s){load}; {persons} persons from {folder}")
 
-    def log(r) -> None:  # noqa: ANN001
+    def log(r) -> None:
         info(f"  {r.endpoint}, {r.concurrency} client(s): {r.per_s:.1f}/s, p50 {r.p50_ms:.0f} ms")
 
     with tempfile.TemporaryDirectory(prefix="facefit-bench-serve-") as tmp:
@@ -72,9 +72,6 @@ def bench_serve(
     for r in rows:
         table.add_row(r.endpoint, str(r.concurrency), f"{r.per_s:.1f}", f"{r.p50_ms:.0f}", f"{r.p95_ms:.0f}",
                       f"{r.p99_ms:.0f}", f"{r.correct:.2f}")
-    out.print(table)
-    if json_out is not None:
-        doc = {"rows": [r.as_dict() for r in rows], "persons": persons, "cpus": os.cpu_count(),
-               "faces_from": str(folder), "model": model}
-        write_text_atomic(json_out, json.dumps(doc, indent=2))
-        err.print(f"wrote {json_out}", markup=False)
+    doc = {"rows": [r.as_dict() for r in rows], "persons": persons, "cpus": os.cpu_count(),
+           "faces_from": str(folder), "model": model}
+    bench_results(table, doc, as_json, out_file)

@@ -7,7 +7,7 @@ from typing import Annotated
 
 import typer
 
-from facefit.cli.common import BenchJsonOpt, BenchOverwriteOpt, err, info, out
+from facefit.cli.common import BenchJsonOpt, BenchOutOpt, BenchOverwriteOpt, bench_results, info
 from facefit.cli.options import ModelOpt, PrecisionOpt
 from facefit.defaults import DEFAULT_MODEL
 from facefit.stream import DEFAULT_DETECT_EVERY
@@ -28,7 +28,8 @@ def bench_stream(
                                                     "../shared/data).", show_default=False)] = None,
     model: ModelOpt = DEFAULT_MODEL,
     precision: PrecisionOpt = None,
-    json_out: BenchJsonOpt = None,
+    as_json: BenchJsonOpt = False,
+    out_file: BenchOutOpt = None,
     overwrite: BenchOverwriteOpt = False,
 ) -> None:
     """Frames per second of 'facefit stream' on a 640x480 video of 1-3 real faces.
@@ -41,7 +42,6 @@ def bench_stream(
     boxes against the true face positions; named is the share of tracks
     given the right name.
     """
-    import json
     import os
     import tempfile
 
@@ -49,20 +49,20 @@ def bench_stream(
 
     from facefit.bench.stream import bench_stream as run_bench
     from facefit.bench.stream import faces_folder
-    from facefit.io.files import check_writable, write_text_atomic
+    from facefit.io.files import check_writable
     from facefit.stream.runner import StreamConfig
 
     for t in tracker:
         StreamConfig(tracker=t)  # validates the name before the slow part
-    if json_out is not None:
-        check_writable(json_out, overwrite)
+    if out_file is not None:
+        check_writable(out_file, overwrite)
     folder = faces_folder(faces_from, "builds its video from real face photos")
     import torch
 
     load = f", load average {os.getloadavg()[0]:.1f}" if hasattr(os, "getloadavg") else ""
     info(f"{os.cpu_count()} CPU(s){load}; torch {torch.__version__}; faces from {folder}")
 
-    def log(r) -> None:  # noqa: ANN001
+    def log(r) -> None:
         info(f"  {r.faces} face(s), detect every {r.detect_every}, {r.tracker}, "
              f"{'writing' if r.write else 'no output'}: {r.fps:.1f} FPS")
 
@@ -78,9 +78,6 @@ def bench_stream(
         table.add_row(str(r.faces), str(r.detect_every), r.tracker, "MJPG .avi" if r.write else "none",
                       f"{r.fps:.1f}", f"{1000 / r.fps:.1f}", str(r.detections), str(r.identifications),
                       f"{r.box_iou:.3f}", f"{r.face_recall:.3f}", f"{r.named:.2f}")
-    out.print(table)
-    if json_out is not None:
-        doc = {"rows": [r.as_dict() for r in rows], "frames": frames, "cpus": os.cpu_count(),
-               "torch_threads": StreamConfig().torch_threads, "faces_from": str(folder)}
-        write_text_atomic(json_out, json.dumps(doc, indent=2))
-        err.print(f"wrote {json_out}", markup=False)
+    doc = {"rows": [r.as_dict() for r in rows], "frames": frames, "cpus": os.cpu_count(),
+           "torch_threads": StreamConfig().torch_threads, "faces_from": str(folder)}
+    bench_results(table, doc, as_json, out_file)

@@ -17,7 +17,7 @@ if TYPE_CHECKING:
     from facefit.data.folders import IdentityFolders
 
 
-def _width(stream) -> int | None:  # noqa: ANN001
+def _width(stream) -> int | None:
     # Rich assumes 80 columns when not on a terminal; tables of results need more.
     return None if stream.isatty() or os.environ.get("COLUMNS") else 120
 
@@ -62,8 +62,26 @@ DetectorOpt = Annotated[Detector, typer.Option("--detector", help=DETECTOR_HELP)
 
 
 # Options shared by the benchmarks.
-BenchJsonOpt = Annotated[Path | None, typer.Option("--json", help="Also write the rows as JSON.")]
-BenchOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --json file.")]
+BenchJsonOpt = Annotated[bool, typer.Option("--json", help="Print the results as JSON instead of a table.")]
+BenchOutOpt = Annotated[Path | None, typer.Option("--out", "-o", help="Also write the results as JSON to this file.",
+                                                  show_default=False)]
+BenchOverwriteOpt = Annotated[bool, typer.Option("--overwrite", help="Replace an existing --out file.")]
+
+
+def bench_results(table: object, doc: dict, as_json: bool, path: Path | None) -> None:
+    """A benchmark's results: the table (or, with --json, the JSON document) on stdout; the JSON in ``path``."""
+    import json
+
+    from facefit.io.files import write_text_atomic
+
+    text = json.dumps(doc, indent=2)
+    if as_json:
+        print(text)
+    else:
+        out.print(table)
+    if path is not None:
+        write_text_atomic(path, text)
+        err.print(f"wrote {path}", markup=False)
 
 # Options shared by the evaluation commands (eval, eval-1n).
 EvalDetectorOpt = DetectorOpt
@@ -101,7 +119,7 @@ def progress_enabled() -> bool:
 
 
 class _Bar:
-    def __init__(self, progress, task) -> None:  # noqa: ANN001
+    def __init__(self, progress, task) -> None:
         self._p, self._t = progress, task
 
     def advance(self, n: int = 1) -> None:

@@ -39,9 +39,9 @@ def compare(
     --threshold-from an evaluation's metrics.json, or the model's own default.
     """
     from facefit.distances import pairwise_distances
+    from facefit.engine import FaceEngine
     from facefit.io.files import check_not_input, check_writable, collect_images
     from facefit.models import create_model
-    from facefit.pipeline import embed_files
     from facefit.tables import print_distance_matrix
 
     if threshold is not None and threshold_from is not None:
@@ -75,7 +75,8 @@ def compare(
                       "does not apply; it may be off", markup=False)
         err.print(f"threshold {cal.threshold:.4f} ({cal.kind}) from {cal.source}", markup=False)
     threshold = chosen.value
-    result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned)
+    engine = FaceEngine(net, detector=detector.name_or_none, faces=faces.value)
+    result = engine.embed_files(found.files, aligned=aligned)
     report_failures(result.failures, None, result.n_images, "images")
     if len(result) < 2:
         err.print(f"facefit: error: need at least 2 faces to compare, found {len(result)}", markup=False)

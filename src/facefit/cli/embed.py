@@ -37,10 +37,10 @@ def embed(
     output, in OUT.failures.tsv; the exit code is 3 when some failed and 1
     when all did (then nothing is written).
     """
+    from facefit.engine import FaceEngine
     from facefit.io.embeddings import save_embeddings
     from facefit.io.files import check_not_input, check_writable, collect_images
     from facefit.models import create_model
-    from facefit.pipeline import embed_files
 
     out = check_writable(out, overwrite)
     failures_path = out.with_name(out.name + ".failures.tsv")
@@ -54,8 +54,9 @@ def embed(
         check_not_input(path, found.files)
     net = create_model(model)
     with progress_bar("embedding", total=len(found.files)) as bar:
-        result = embed_files(found.files, net, faces=faces.value, detector=detector.name_or_none, aligned=aligned,
-                             workers=workers, batch_size=batch_size, on_image=bar.advance)
+        engine = FaceEngine(net, detector=detector.name_or_none, faces=faces.value, workers=workers,
+                            batch_size=batch_size)
+        result = engine.embed_files(found.files, aligned=aligned, on_image=bar.advance)
     report_failures(result.failures, None, result.n_images, "images")  # before writing: a late failure loses none
     if not len(result):
         err.print("facefit: error: no face was embedded; nothing written", markup=False)

@@ -43,7 +43,7 @@ def ensemble(
     model does (eval, embed, compare, gallery, identify, stream, serve); its
     thresholds are calibrated on persons the members did not train on.
     """
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
     from facefit.io.files import check_report_dir
     from facefit.train.ensemble import build_ensemble
@@ -51,7 +51,7 @@ def ensemble(
     check_report_dir(out_dir, overwrite=False)
     if calibrate is not None and not calibrate.is_dir():
         raise typer.BadParameter(f"{calibrate}: not a folder", param_hint="--calibrate")
-    with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
+    with EvalCache(eval_cache_path(cache)) as store:
         report = build_ensemble(members, out_dir, weights=_weights(weights), calibrate=calibrate, cache=store,
                                 workers=workers, progress=progress_bar, log=info)
     for note in report.notes:

@@ -68,7 +68,7 @@ def eval_command(
     from facefit.eval.labels import model_labels
     from facefit.eval.report import write_report
     from facefit.eval.run import EvalOptions, evaluate
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
     from facefit.io.files import check_report_dir, write_report_dir
     from facefit.models import create_model
@@ -96,7 +96,7 @@ def eval_command(
     models = [(label, create_model(n)) for label, n in zip(model_labels(names), names)]
     info(f"{len(pair_set)} pairs over {len(pair_set.images())} images, {len(pair_set.folds)} folds; "
          f"models: {', '.join(lb for lb, _ in models)}")
-    with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
+    with EvalCache(eval_cache_path(cache)) as store:
         run = evaluate(pair_set, models, options, store, progress=progress_bar)
     command = "facefit eval " + shlex.join(sys.argv[2:])
     doc = write_report_dir(out_dir, lambda tmp: write_report(run, tmp, command=command))
@@ -105,7 +105,7 @@ def eval_command(
               markup=False)
 
 
-def _eval_suite(suite_file: Path, out_dir: Path, names: list[str] | None, options, cache: Path | None) -> None:  # noqa: ANN001
+def _eval_suite(suite_file: Path, out_dir: Path, names: list[str] | None, options, cache: Path | None) -> None:
     """``facefit eval --suite``: every benchmark as a single eval would run it, then the population section."""
     import shlex
     import sys
@@ -125,12 +125,12 @@ def _eval_suite(suite_file: Path, out_dir: Path, names: list[str] | None, option
               f"scores-<benchmark>.csv)", markup=False)
 
 
-def run_suite_for(suite, names: list[str] | None, options, cache: Path | None):  # noqa: ANN001, ANN201
+def run_suite_for(suite, names: list[str] | None, options, cache: Path | None):
     """The suite run on the named models (labelled as ``facefit eval`` labels them), with the usual cache."""
     from facefit.defaults import default_model
     from facefit.eval.labels import model_labels
     from facefit.eval.suite import read_suite_pairs, run_suite
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
     from facefit.models import create_model
 
@@ -141,7 +141,7 @@ def run_suite_for(suite, names: list[str] | None, options, cache: Path | None): 
     models = [(label, create_model(n)) for label, n in zip(labels, names)]
     info(f"suite {suite.source}: {len(suite.benchmarks)} benchmark(s), reference {suite.reference_name}, "
          f"FMR {suite.fmr:g}; models: {', '.join(labels)}")
-    with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
+    with EvalCache(eval_cache_path(cache)) as store:
         srun = run_suite(suite, models, options, store, progress=progress_bar, log=info, read=read)
     return srun, labels
 
@@ -168,7 +168,7 @@ def print_suite_summary(doc: dict) -> None:
     from rich import box
     from rich.table import Table
 
-    def f(v, digits: int = 4) -> str:  # noqa: ANN001
+    def f(v, digits: int = 4) -> str:
         return "n/a" if v is None else f"{v:.{digits}f}"
 
     labels = list(doc["populations"])
@@ -221,11 +221,11 @@ def _resolve_pairs(root: Path, pairs: Path | None, cache: Path | None) -> tuple[
     return root, pairs
 
 
-def _print_summary(doc: dict, run) -> None:  # noqa: ANN001
+def _print_summary(doc: dict, run) -> None:
     from rich import box
     from rich.table import Table
 
-    def f(v, digits: int = 4) -> str:  # noqa: ANN001
+    def f(v, digits: int = 4) -> str:
         return "n/a" if v is None else f"{v:.{digits}f}"
 
     det = doc["detection"]

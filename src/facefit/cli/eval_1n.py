@@ -91,7 +91,7 @@ def eval_1n_command(
     from facefit.eval.open_set import ProtocolOptions, evaluate_open_set, make_protocol
     from facefit.eval.report_1n import write_report_1n
     from facefit.eval.run import EvalOptions
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
     from facefit.io.files import check_report_dir, write_report_dir
     from facefit.models import create_model
@@ -111,7 +111,7 @@ def eval_1n_command(
          f"mated probes, {c['stranger_persons']} strangers ({c['nonmated_probes']} probes); "
          f"models: {', '.join(lb for lb, _ in models)}")
     options = EvalOptions(metric=metric.value, detector=detector.name_or_none, workers=workers)
-    with EvalCache(cache or cache_dir() / "eval-cache.sqlite") as store:
+    with EvalCache(eval_cache_path(cache)) as store:
         run = evaluate_open_set(data, protocol, models, options, store, aggregate=aggregate.value,
                                 threshold=threshold, progress=progress_bar)
     command = "facefit eval-1n " + shlex.join(sys.argv[2:])

@@ -64,7 +64,7 @@ def _parity_chips(data: Path | None, size: tuple[int, int]) -> tuple[np.ndarray 
     """Up to 16 of dlib's example chips, resized when the model takes another size; None without data."""
     import numpy as np
 
-    from facefit.demo import find_data_dir
+    from facefit.io.assets import find_data_dir
     from facefit.io.images import load_image
 
     root = find_data_dir(data)

@@ -17,20 +17,20 @@ gallery_app = typer.Typer(
     no_args_is_help=True,
 )
 
-def open_gallery(location: str | None, *, create: bool = False, **settings):  # noqa: ANN003, ANN201
+def open_gallery(location: str | None, *, create: bool = False, **settings):
     from facefit.gallery.gallery import Gallery
     from facefit.gallery.search import SearchSettings
 
     return Gallery.open(location, create=create, settings=SearchSettings(**settings))
 
 
-def gallery_model(gallery, model: str | None):  # noqa: ANN001, ANN201
+def gallery_model(gallery, model: str | None):
     from facefit.gallery.gallery import gallery_model as find
 
     return find(gallery, model)
 
 
-def remember_model(gallery, model: str | None) -> None:  # noqa: ANN001
+def remember_model(gallery, model: str | None) -> None:
     """Record where an explicitly given model lives, so later commands find it without --model."""
     import os
     from pathlib import Path
@@ -43,7 +43,7 @@ def remember_model(gallery, model: str | None) -> None:  # noqa: ANN001
     gallery.store.set_model_ref(ref)
 
 
-def resolve_threshold(g, net, threshold: float | None, threshold_from: Path | None) -> tuple[float, str]:  # noqa: ANN001
+def resolve_threshold(g, net, threshold: float | None, threshold_from: Path | None) -> tuple[float, str]:
     """The 1:N threshold by the one policy (``facefit.models.thresholds``), labelled for the terminal."""
     from facefit.models.thresholds import choose_threshold
 
@@ -52,7 +52,7 @@ def resolve_threshold(g, net, threshold: float | None, threshold_from: Path | No
     return chosen.require(), chosen.source
 
 
-def _report(report, what: str) -> None:  # noqa: ANN001
+def _report(report, what: str) -> None:
     for path, who, fid in report.duplicates:
         info(f"{path}: already enrolled as {who} (face {fid}); not stored again")
     report_failures(report.failures, None, len(report.added) + len(report.duplicates) + len(report.failures), what)
@@ -246,7 +246,7 @@ def remove(
         _erase_removed(g, vacuum)
 
 
-def _erase_removed(g, vacuum: bool) -> None:  # noqa: ANN001 - a Gallery
+def _erase_removed(g, vacuum: bool) -> None:  # a Gallery
     """PostgreSQL keeps removed rows in its files until VACUUM FULL: run it, or say how."""
     if g.erased_on_removal:
         return

@@ -43,8 +43,8 @@ def identify(
 
     from rich.table import Table
 
+    from facefit.engine import FaceEngine
     from facefit.io.files import collect_images
-    from facefit.pipeline import embed_files
 
     found = collect_images(images)
     if not found.files:
@@ -53,7 +53,7 @@ def identify(
         net = gallery_model(g, model)
         g.check_model(net)
         limit, source = resolve_threshold(g, net, threshold, threshold_from)
-        result = embed_files(found.files, net, faces="all", detector=detector.name_or_none)
+        result = FaceEngine(net, detector=detector.name_or_none).embed_files(found.files)
         answers = g.identify(result.embeddings, net, threshold=limit, top_k=top_k) if len(result) else []
         metric = g.metric
     report_failures(result.failures, None, result.n_images, "images")

@@ -13,7 +13,8 @@ from facefit.defaults import DEFAULT_MODEL
 EXIT_PARTIAL = 3
 
 ModelOpt = Annotated[str, typer.Option("--model", "-m", help="Model: a registered name (facefit models), a model or "
-                                                             "run folder, or a dlib .dat file.")]
+                                                             "run folder, a dlib .dat file, or ARCH=PATH (another "
+                                                             "project's checkpoint, e.g. iresnet50=backbone.pth).")]
 ModelsOpt = Annotated[list[str] | None, typer.Option("--model", "-m", help="Model name or path; repeat to compare "
                                                                            "(the first is the baseline) "
                                                                            f"[default: {DEFAULT_MODEL}].",

@@ -140,7 +140,7 @@ def stream(
         raise typer.Exit(EXIT_BROKEN_SOURCE)
 
 
-def _on_sigterm(stop):  # noqa: ANN001, ANN202
+def _on_sigterm(stop):
     """Let ``kill`` (and container stops) end the stream as cleanly as Ctrl-C; returns (installed, old handler)."""
     import signal
 
@@ -150,7 +150,7 @@ def _on_sigterm(stop):  # noqa: ANN001, ANN202
         return False, None
 
 
-def _window():  # noqa: ANN202
+def _window():
     from facefit.stream.display import Window
 
     got = Window.open()
@@ -163,7 +163,7 @@ def _window():  # noqa: ANN202
 class _Outputs:
     """The annotated video and the event log, opened after every check passed and always closed."""
 
-    def __init__(self, video_path: Path | None, events_path: str | None, overwrite: bool, src, every: int) -> None:  # noqa: ANN001
+    def __init__(self, video_path: Path | None, events_path: str | None, overwrite: bool, src, every: int) -> None:
         self.video_path, self.events_path, self.overwrite = video_path, events_path, overwrite
         self._src, self._every = src, every
         self.video = None
@@ -185,7 +185,7 @@ class _Outputs:
                 part.close()
 
 
-def _run(runner, src, outputs: _Outputs, window):  # noqa: ANN001, ANN202
+def _run(runner, src, outputs: _Outputs, window):
     from facefit.cli.common import progress_bar
 
     total = src.frame_count // runner.config.every if src.frame_count else None
@@ -196,7 +196,7 @@ def _run(runner, src, outputs: _Outputs, window):  # noqa: ANN001, ANN202
                           on_frame=lambda *_: bar.advance())
 
 
-def _summary(stats, outputs: _Outputs, *, to_stderr: bool) -> None:  # noqa: ANN001
+def _summary(stats, outputs: _Outputs, *, to_stderr: bool) -> None:
     from rich.table import Table
 
     from facefit.cli.common import err, out

@@ -65,6 +65,7 @@ def train_command(
     from facefit.errors import UsageError
     from facefit.train.config import load_config, parse_set
     from facefit.train.loop import train
+    from facefit.train.rundir import resume_config
 
     suite = None
     if report_suite is not None:
@@ -77,11 +78,11 @@ def train_command(
         if value is not None:
             overrides[key] = value
     if resume is not None:
-        if data or out:
-            raise UsageError("--resume RUN continues a run with its own data and folder; drop DATA and --out")
-        if config or set_ or base or epochs or time_budget or val_pairs or metadata:
-            raise UsageError("--resume uses the run's own config.yaml; settings cannot change mid-run")
-        cfg = load_config(resume / "config.yaml", {k: v for k, v in overrides.items() if k in ("device", "workers")})
+        given = {"DATA": data, "--out": out, "--config": config, "--set": set_, "--base": base, "--epochs": epochs,
+                 "--time-budget": time_budget, "--val-pairs": val_pairs, "--val-root": val_root,
+                 "--metadata": metadata}
+        cfg = resume_config(resume, changed=[k for k, v in given.items() if v], overrides={"device": device,
+                                                                                          "workers": workers})
         run_dir, is_resume = resume, True
     else:
         if out is None:

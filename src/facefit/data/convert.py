@@ -19,10 +19,10 @@ from contextlib import contextmanager
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from facefit.align.cached import ProgressFactory, no_progress
 from facefit.data.insightface import FormatError, RecordFile, image_suffix, iter_rec_images, read_bin
 from facefit.errors import FacefitError, ImageError
 from facefit.io.files import check_creatable
+from facefit.io.progress import ProgressFactory, no_progress
 
 
 @dataclass
@@ -154,11 +154,11 @@ def _import_bin(src: Path, out: Path, progress: ProgressFactory) -> ImportResult
 
 def cached_bin_import(src: Path, cache_root: Path) -> Path:
     """``src`` (a verification ``.bin``) imported once into ``cache_root``, keyed by its content; the folder."""
-    from facefit.align.cached import sha256_of
+    from facefit.io.assets import sha256_file
 
     if not Path(src).is_file():
         raise FacefitError(f"{src}: no such file")
-    target = cache_root / "imported" / f"{Path(src).stem}-{sha256_of(Path(src))[:16]}"
+    target = cache_root / "imported" / f"{Path(src).stem}-{sha256_file(src)[:16]}"
     if not (target / "pairs.csv").is_file():
         if target.exists():
             shutil.rmtree(target)  # a cache entry without its pairs file is incomplete: redo it

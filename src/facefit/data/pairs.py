@@ -26,6 +26,7 @@ from pathlib import Path
 
 from facefit.data.attributes import pair_attributes
 from facefit.errors import FacefitError
+from facefit.io.assets import sha256_file
 
 REQUIRED = ("path_a", "path_b", "same")
 _TRUE = {"1", "true", "yes", "same", "y", "t"}
@@ -265,7 +266,7 @@ def read_pairs(path: str | Path, root: str | Path, *, n_folds: int = 10, check: 
 
 
 def pairs_digest(path: str | Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)
 
 
 def group_labels(pairs: PairSet) -> dict[str, list[str | None]]:

@@ -21,12 +21,14 @@ from typing import Any
 
 import numpy as np
 
-from facefit.align.cached import ProgressFactory, content_digest, no_progress
+from facefit.align.cached import content_digest
 from facefit.data.folders import IdentityFolders, Person
+from facefit.engine.cached import embed_images
 from facefit.errors import FacefitError, UsageError
 from facefit.eval.identification import FPIR_TARGETS, fpir_key
-from facefit.eval.run import EvalOptions, embed_images, model_metric
+from facefit.eval.run import EvalOptions, model_metric
 from facefit.io.cache import EvalCache
+from facefit.io.progress import ProgressFactory, no_progress
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
 

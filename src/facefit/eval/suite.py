@@ -16,7 +16,6 @@ and the key.
 
 from __future__ import annotations
 
-import hashlib
 import os
 import re
 from collections.abc import Callable
@@ -27,6 +26,7 @@ from typing import Any
 from pydantic import BaseModel, ConfigDict, Field, PrivateAttr, ValidationError
 
 from facefit.errors import UsageError
+from facefit.io.assets import sha256_file
 
 _NAME = re.compile(r"^[A-Za-z0-9][A-Za-z0-9._-]*$")
 
@@ -227,8 +227,8 @@ def run_suite(suite: Suite, models: list[tuple[str, Any]], options: Any, cache: 
     """
     import time
 
-    from facefit.align.cached import no_progress
     from facefit.eval.run import evaluate
+    from facefit.io.progress import no_progress
 
     if read is None:
         read = read_suite_pairs(suite, n_folds=options.n_folds, bin_cache=bin_cache, log=log)
@@ -246,4 +246,4 @@ def run_suite(suite: Suite, models: list[tuple[str, Any]], options: Any, cache: 
 
 
 def suite_digest(path: Path) -> str:
-    return hashlib.sha256(Path(path).read_bytes()).hexdigest()
+    return sha256_file(path)

@@ -15,11 +15,11 @@ from pathlib import Path
 
 import numpy as np
 
-from facefit.align.aligner import Face, FaceAligner
+from facefit.align.aligner import Face, points_family
+from facefit.engine import FaceEngine
 from facefit.errors import FacefitError, ImageError, UsageError
 from facefit.gallery.records import NewFace
 from facefit.io.images import ImageBytes
-from facefit.models.base import FaceEmbedder
 
 CROP_MAX_SIDE = 320
 CROP_CONTEXT = 2.0  # crop side / face box side
@@ -134,8 +134,7 @@ def scale_face(face: Face, factor: float) -> Face:
 
 def prepare_faces(
     paths: Sequence[str | os.PathLike | ImageBytes],
-    model: FaceEmbedder,
-    aligner: FaceAligner,
+    engine: FaceEngine,
     *,
     choice: str | int | None = None,
     keep_crops: bool = True,
@@ -156,13 +155,14 @@ def prepare_faces(
 
     out = Prepared()
     chosen, pending = [], []
+    points = points_family(engine.config.recipe)  # the kind of landmarks every face found here carries
     for p in paths:
         path = p.name if isinstance(p, ImageBytes) else Path(p)
         source = shown(path)  # what is stored and reported: a name that is not UTF-8 cannot go into the database
         try:
             image, factor = load_working(p, max_side=max_side, limit_pixels=limit_pixels)
             sha = hashlib.sha256(p.data).hexdigest() if isinstance(p, ImageBytes) else sha256_file(path)
-            face = choose_face(aligner(image, "all"), choice, image.shape)
+            face = choose_face(engine.find(image, "all"), choice, image.shape)
             jpeg, lm, cbox = loose_crop(image, face) if keep_crops else (None, face.landmarks * factor, None)
             del image  # a large photo's pixels are not kept while the rest are read
         except ImageError as exc:
@@ -173,11 +173,11 @@ def prepare_faces(
             chosen.append(face)
             box = scale_face(face, factor).box
             pending.append(NewFace(sha, source, box, np.empty(0, np.float32), lm, jpeg, cbox, face.score,
-                                   box[2] - box[0], sharpness(face.chip), face.detector))
+                                   box[2] - box[0], sharpness(face.chip), face.detector, points=points))
         if on_image is not None:
             on_image()
     if chosen:
-        emb = model.embed_faces(chosen)
+        emb = engine.embed(chosen)
         for face, e in zip(pending, emb):
             face.embedding = e
         out.faces = pending

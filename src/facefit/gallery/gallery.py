@@ -106,7 +106,9 @@ class Gallery:
             images = [images]
         name = check_name(name)
         self.check_model(model)
-        prepared = prepare_faces(images, model, _aligner(detector, model), choice=face, keep_crops=keep_crops,
+        from facefit.engine import FaceEngine
+
+        prepared = prepare_faces(images, FaceEngine(model, detector=detector), choice=face, keep_crops=keep_crops,
                                  on_image=on_image)
         return self.add_prepared(name, prepared, model)
 
@@ -241,10 +243,13 @@ class Gallery:
     def reembed(self, model: FaceEmbedder, *, on_face: Callable[[], None] | None = None,
                 batch_size: int = 64) -> int:
         """Re-cut every face from its stored crop for ``model`` and swap all embeddings at once."""
+        from facefit.align.aligner import points_family
+        from facefit.engine import FaceEngine
         from facefit.gallery.enrol import decode_crop
 
-        aligner = _aligner(None, model)
-        stored = self.contract.align if self.contract is not None else model.contract.align
+        engine = FaceEngine(model, batch_size=batch_size)
+        # Crops record their landmarks' kind; older ones were cut with the gallery's model of the time.
+        legacy = points_family(self.contract.align if self.contract is not None else model.contract.align)
         ids, views, missing = [], [], []
         for crop in self.store.crops():
             if crop.jpeg is None or crop.landmarks is None or crop.box is None:
@@ -257,7 +262,8 @@ class Gallery:
                                    f"{crop.face_id} --yes), then re-embed") from None
             # The stored landmarks are the enrolling model's; the aligner re-finds them where this model's
             # recipes need another kind (e.g. YuNet's points after dlib's).
-            views.append(aligner.cut_views(image, crop.box, crop.landmarks, stored))
+            with engine.aligner() as aligner:
+                views.append(aligner.cut_views(image, crop.box, crop.landmarks, family=crop.points or legacy))
             ids.append(crop.face_id)
             if on_face is not None:
                 on_face()
@@ -294,10 +300,3 @@ def gallery_model(gallery: Gallery, model: str | None) -> FaceEmbedder:
             return net
     raise UsageError(f"the gallery's embeddings were made with {contract.name or contract.architecture} "
                      f"({contract.id}); pass that model with --model PATH")
-
-
-def _aligner(detector: str | None, model: FaceEmbedder):  # noqa: ANN202
-    from facefit.align.aligner import AlignConfig, FacePolicy, _default_aligner
-
-    return _default_aligner(AlignConfig.for_model(model, detector=detector, faces=FacePolicy.all))
-

@@ -110,7 +110,7 @@ def _check_first(first: int | None, size: int) -> None:
         raise FacefitError(f"this index appends at position {size}, not {first}")
 
 
-def _faiss():  # noqa: ANN202
+def _faiss():
     try:
         import faiss
     except ImportError:
@@ -119,7 +119,7 @@ def _faiss():  # noqa: ANN202
     return faiss
 
 
-def _faiss_search(index, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:  # noqa: ANN001
+def _faiss_search(index, q: np.ndarray, k: int) -> tuple[np.ndarray, np.ndarray]:
     if index.ntotal == 0:
         return np.full((len(q), k), np.inf, np.float32), np.full((len(q), k), -1, np.int64)
     dist, pos = index.search(q, k)
@@ -132,7 +132,7 @@ class IVFIndex:
     kind = "ivf"
     TRAIN_PER_LIST = 40  # k-means samples per list: enough for stable cells, cheap to train
 
-    def __init__(self, index) -> None:  # noqa: ANN001 - a faiss.IndexIVFFlat
+    def __init__(self, index) -> None:
         self._index = index
 
     @staticmethod
@@ -209,7 +209,7 @@ class HNSWIndex:
 
     kind = "hnsw"
 
-    def __init__(self, index) -> None:  # noqa: ANN001 - a faiss.IndexHNSWFlat
+    def __init__(self, index) -> None:
         self._index = index
 
     @classmethod

@@ -25,6 +25,7 @@ class NewFace:
     sharpness: float = 0.0  # variance of the Laplacian of the aligned chip
     detector: str = ""
     created: float | None = None  # when it was first enrolled (kept by an import); None: now
+    points: str = ""  # the landmarks' kind ("sp5", "yunet"); "" for faces stored before kinds were recorded
 
 
 @dataclass
@@ -35,6 +36,7 @@ class StoredCrop:
     jpeg: bytes | None
     landmarks: np.ndarray | None  # (5, 2) in crop coordinates
     box: Box | None  # in crop coordinates
+    points: str = ""  # the landmarks' kind ("sp5", "yunet"); "": not recorded (older galleries)
 
 
 @dataclass

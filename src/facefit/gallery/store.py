@@ -113,7 +113,10 @@ def same_face(a: Box, b: Box) -> bool:
 def crop_geometry(face: NewFace) -> str:
     """Landmarks and box of a face inside its crop, as stored JSON."""
     box = None if face.crop_box is None else [round(float(v), 3) for v in face.crop_box]
-    return json.dumps({"landmarks": np.asarray(face.landmarks, np.float64).round(3).tolist(), "box": box})
+    doc = {"landmarks": np.asarray(face.landmarks, np.float64).round(3).tolist(), "box": box}
+    if face.points:  # the landmarks' kind travels with them: a gallery re-embedded for another model keeps them
+        doc["points"] = face.points
+    return json.dumps(doc)
 
 
 def stored_crop(face_id: int, jpeg: bytes | None, geometry: str | None) -> StoredCrop:
@@ -121,7 +124,7 @@ def stored_crop(face_id: int, jpeg: bytes | None, geometry: str | None) -> Store
         return StoredCrop(face_id, None, None, None)
     g = json.loads(geometry)
     box = None if g.get("box") is None else tuple(float(v) for v in g["box"])
-    return StoredCrop(face_id, bytes(jpeg), np.asarray(g["landmarks"], np.float32), box)
+    return StoredCrop(face_id, bytes(jpeg), np.asarray(g["landmarks"], np.float32), box, str(g.get("points") or ""))
 
 
 # Characters a name must not hold: controls (C0, DEL, C1), format characters (bidi overrides, zero-width

@@ -60,6 +60,8 @@ def export_gallery(gallery: Gallery, path: str | os.PathLike) -> int:
                 entry["crop"] = f"crops/{n}.jpg"
                 entry["landmarks"] = crop.landmarks.round(3).tolist()
                 entry["crop_box"] = None if crop.box is None else [round(v, 3) for v in crop.box]
+                if crop.points:
+                    entry["points"] = crop.points
                 z.writestr(entry["crop"], crop.jpeg, compress_type=zipfile.ZIP_STORED)
             lines.append(json.dumps(entry))
             order.append(row[r.id])
@@ -290,7 +292,7 @@ def _face(path: Path, z: zipfile.ZipFile, names: set[str], n: int, entry: dict, 
             crop_box = tuple(float(v) for v in cb)
     return person, NewFace(entry["image_sha256"], entry["source"], tuple(float(v) for v in box), vector, landmarks,
                            jpeg, crop_box, quality["det_score"], quality["face_px"], quality["sharpness"],
-                           entry["detector"], created)
+                           entry["detector"], created, _points(entry, where))
 
 
 def import_gallery(gallery: Gallery, path: str | os.PathLike) -> tuple[int, int]:
@@ -322,3 +324,13 @@ def import_gallery(gallery: Gallery, path: str | os.PathLike) -> tuple[int, int]
         added += len(outcome.added)
         dups += len(outcome.duplicates)
     return added, dups
+
+
+def _points(entry: dict, where: str) -> str:
+    """A face's landmark kind from an export: absent in exports made before kinds were recorded."""
+    from facefit.align.aligner import POINT_FAMILIES
+
+    points = entry.get("points") or ""
+    if points and points not in POINT_FAMILIES:
+        raise GalleryError(f"{where}: unknown landmark kind {points!r} (expected one of {', '.join(POINT_FAMILIES)})")
+    return points

@@ -14,7 +14,7 @@ import os
 from dataclasses import dataclass
 from pathlib import Path
 
-from facefit.errors import WeightsNotFoundError
+from facefit.errors import UsageError, WeightsNotFoundError
 
 WEIGHTS_PACKAGE = "face-recognition-models"
 _MODULE = "face_recognition_models"
@@ -139,3 +139,30 @@ def cache_dir() -> Path:
         return Path(os.environ[ENV_CACHE])
     base = os.environ.get("XDG_CACHE_HOME") or str(Path.home() / ".cache")
     return Path(base) / "facefit"
+
+
+ENV_DATA = "FACEFIT_DATA"
+
+
+def _looks_like_data(path: Path) -> bool:
+    return (path / "fixtures").is_dir() or (path / "lfw").is_dir() or (path / "kfamily").is_dir()
+
+
+def find_data_dir(explicit: Path | None = None) -> Path | None:
+    """The shared data folder: ``explicit``, else $FACEFIT_DATA, else ../shared/data from the working folder."""
+    if explicit is not None:
+        if not explicit.is_dir():
+            raise UsageError(f"{explicit}: no such data folder")
+        return explicit
+    env = os.environ.get(ENV_DATA)
+    if env:
+        if not Path(env).is_dir():
+            raise UsageError(f"{env}: no such data folder (from ${ENV_DATA})")
+        return Path(env)
+    default = Path.cwd().parent / "shared" / "data"
+    return default if default.is_dir() and _looks_like_data(default) else None
+
+
+def eval_cache_path(explicit: Path | None = None) -> Path:
+    """The detection and embedding cache shared by eval, training and the demo: ``explicit`` or the default."""
+    return explicit if explicit is not None else cache_dir() / "eval-cache.sqlite"

@@ -74,7 +74,7 @@ def link_problem(path: Path) -> str | None:
     return None
 
 
-def _to_uint8_rgb(im) -> np.ndarray:  # noqa: ANN001 - PIL.Image.Image, imported lazily
+def _to_uint8_rgb(im) -> np.ndarray:  # PIL.Image.Image, imported lazily
     from PIL import Image
 
     mode = im.mode

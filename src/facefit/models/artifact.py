@@ -96,5 +96,5 @@ def load_state(path: str | Path, contract: EmbeddingContract) -> dict:
         )
     try:
         return load_file(str(weights))
-    except Exception as exc:  # noqa: BLE001 - any parse failure is a damaged file
+    except Exception as exc:  # any parse failure is a damaged file
         raise WeightsNotFoundError(f"{weights}: cannot read: {exc}") from None

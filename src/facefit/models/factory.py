@@ -32,6 +32,7 @@ def create_model(
     *,
     device: str | torch.device | None = None,
     precision: str | None = None,
+    checkpoint_path: str | os.PathLike | None = None,
 ) -> FaceEmbedder:
     """Build a face-embedding model.
 
@@ -39,6 +40,11 @@ def create_model(
     (as written by ``save_model`` or ``facefit train``), or a dlib ``.dat`` file of
     the dlib ResNet. With ``pretrained=False`` a registered model is randomly
     initialised. The model is returned in eval mode, carrying its ``contract``.
+
+    ``checkpoint_path`` loads another project's weights into a registered architecture through
+    its ``checkpoint_filter_fn`` (e.g. an insightface ``backbone.pth`` into ``iresnet50``, a
+    facenet-pytorch state dict into ``inception-resnet-v1``); ``"ARCH=PATH"`` as ``name`` is
+    the same, so every command's ``--model`` takes it.
 
     ``precision`` (``auto``, ``fp32`` or ``bf16``; default $FACEFIT_PRECISION, else ``auto``) is what
     ``embed`` runs at; ``auto`` measures both once per machine and keeps bf16 only where it is faster.
@@ -49,7 +55,12 @@ def create_model(
     text = os.fspath(name)
     if not text.strip():
         raise ModelNotFoundError("no model given: pass a registered name (see list_models()) or a path")
-    if is_registered(text):
+    arch, sep, rest = text.partition("=")
+    if checkpoint_path is None and sep and is_registered(arch.strip()) and not Path(text).exists():
+        text, checkpoint_path = arch.strip(), rest
+    if checkpoint_path is not None:
+        model = _from_checkpoint(text, Path(os.fspath(checkpoint_path)).expanduser())
+    elif is_registered(text):
         model = _from_registry(text, pretrained)
     else:
         path = Path(text).expanduser()
@@ -92,6 +103,46 @@ def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
     model.load_state_dict(reader(model, path, digest))
     model.contract = spec.contract.with_weights(digest)
     return model
+
+
+def _from_checkpoint(name: str, path: Path) -> FaceEmbedder:
+    """A registered architecture with weights from another project's file, adapted by the architecture."""
+    spec = get_spec(name)
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: no such checkpoint file (for {name})")
+    digest = sha256_file(path)
+    model = spec.builder(spec.contract)
+    if spec.pretrained is not None:  # dlib-resnet's .dat, SFace's .onnx: the format its own weights come in
+        read = WEIGHT_READERS[spec.pretrained.format]
+        try:
+            state = read(model, path, digest)
+        except WeightsNotFoundError:
+            raise
+        except Exception as exc:  # a file of another format or a damaged one
+            raise WeightsNotFoundError(f"{path}: not a {spec.pretrained.format} file for {name}: {exc}") from None
+    else:
+        state = _peer_state(name, spec.checkpoint_filter, model, path)
+    model.load_state_dict(state)
+    model.contract = replace(spec.contract, weights_sha256=digest, name=f"{name}:{path.stem}", source=str(path),
+                             licence="see the checkpoint's source")
+    return model
+
+
+def _peer_state(name: str, adapt: Callable | None, model: FaceEmbedder, path: Path) -> dict[str, torch.Tensor]:
+    """A PyTorch checkpoint (``torch.save`` of a state dict, possibly wrapped) adapted to ``model``."""
+    if adapt is None:
+        raise WeightsNotFoundError(f"{name}: takes no foreign checkpoints (it has no checkpoint_filter_fn)")
+    try:
+        raw = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code from the file
+    except Exception as exc:
+        raise WeightsNotFoundError(f"{path}: not a PyTorch checkpoint torch.load can read safely: "
+                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+    if not isinstance(raw, dict):
+        raise WeightsNotFoundError(f"{path}: holds a {type(raw).__name__}, not a state dict")
+    try:
+        return adapt(raw, model)
+    except ValueError as exc:
+        raise WeightsNotFoundError(f"{path}: {exc}") from None
 
 
 def _from_dlib_file(path: Path) -> FaceEmbedder:

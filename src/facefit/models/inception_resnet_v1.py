@@ -23,8 +23,8 @@ from torch import nn
 from facefit.align.recipe import AlignRecipe
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
-from facefit.models.iresnet import match_checkpoint
 from facefit.models.registry import register_model
+from facefit.models.weights import match_checkpoint
 
 BN_EPS = 1e-3  # the TensorFlow value the original FaceNet weights were trained with
 BN_MOMENTUM = 0.1

@@ -8,14 +8,11 @@ Layout (input 112x112): a 3x3/1 stem conv + BN + PReLU, four stages of
 pre-activation blocks (64, 128, 256, 512 channels), each opened by a stride-2
 block with a 1x1 projection shortcut, then BN, dropout, a 512*7*7 -> D linear
 layer and a BatchNorm1d whose scale is fixed at 1.
-
-This file also holds ``match_checkpoint``, the checkpoint adapter shared by the
-backbones that load ordinary PyTorch state dicts.
 """
 
 from __future__ import annotations
 
-from collections.abc import Iterable, Mapping
+from collections.abc import Mapping
 
 import torch
 from torch import nn
@@ -24,69 +21,9 @@ from facefit.align.recipe import ARCFACE_YUNET_112
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
 from facefit.models.registry import register_model
+from facefit.models.weights import match_checkpoint
 
 BN_EPS = 1e-5
-WRAPPER_KEYS = ("state_dict_backbone", "state_dict", "model", "backbone")  # training checkpoints nest the weights
-TRAINING_PREFIXES = ("module.", "backbone.", "_orig_mod.")  # DataParallel/DDP, wrapper modules, torch.compile
-
-
-def match_checkpoint(
-    state_dict: Mapping[str, object],
-    model: nn.Module,
-    *,
-    strip: Iterable[str] = TRAINING_PREFIXES,
-    drop: Iterable[str] = (),
-) -> dict[str, torch.Tensor]:
-    """Adapt a foreign PyTorch checkpoint to ``model``'s state dict, or raise ``ValueError`` saying why not.
-
-    Unwraps ``{"state_dict": ...}``-style training checkpoints, strips the ``strip``
-    prefixes (repeatedly, so ``module.backbone.`` goes too), discards keys starting
-    with any ``drop`` prefix, and fills a missing ``num_batches_tracked`` from the
-    model (checkpoints from before PyTorch 0.4.1 lack it; it does not change outputs).
-    Any other missing, unexpected or mis-shaped key is an error listing examples.
-    """
-    strip, drop = tuple(strip), tuple(drop)
-    sd: Mapping[str, object] = state_dict
-    while not all(isinstance(v, torch.Tensor) for v in sd.values()):
-        inner = next((sd[k] for k in WRAPPER_KEYS if isinstance(sd.get(k), Mapping)), None)
-        if inner is None:
-            bad = [k for k, v in sd.items() if not isinstance(v, torch.Tensor)][:3]
-            raise ValueError(f"not a state dict: entries {bad} are not tensors and no known wrapper key "
-                             f"({', '.join(WRAPPER_KEYS)}) holds the weights")
-        sd = inner
-
-    out: dict[str, torch.Tensor] = {}
-    dropped = 0
-    for key, value in sd.items():
-        name = key
-        while any(name.startswith(p) for p in strip):
-            name = name[len(next(p for p in strip if name.startswith(p))):]
-        if drop and name.startswith(drop):
-            dropped += 1
-            continue
-        if name in out:
-            raise ValueError(f"checkpoint key {key!r} collides with another after stripping prefixes {strip}")
-        out[name] = value
-
-    own = model.state_dict()
-    for name, value in own.items():
-        if name.endswith("num_batches_tracked") and name not in out:
-            out[name] = value.clone()
-    missing = [k for k in own if k not in out]
-    unexpected = [k for k in out if k not in own]
-    shapes = [f"{k}: checkpoint {tuple(out[k].shape)} vs model {tuple(own[k].shape)}"
-              for k in own if k in out and out[k].shape != own[k].shape]
-    if missing or unexpected or shapes:
-        arch = getattr(getattr(model, "contract", None), "architecture", type(model).__name__)
-        parts = []
-        if missing:
-            parts.append(f"{len(missing)} missing (e.g. {', '.join(missing[:4])})")
-        if unexpected:
-            parts.append(f"{len(unexpected)} unexpected (e.g. {', '.join(unexpected[:4])})")
-        if shapes:
-            parts.append(f"{len(shapes)} of another shape (e.g. {'; '.join(shapes[:3])})")
-        raise ValueError(f"checkpoint does not fit {arch} ({len(own)} keys; {dropped} dropped): " + "; ".join(parts))
-    return out
 
 
 def _bn(channels: int) -> nn.BatchNorm2d:

@@ -20,8 +20,9 @@ from torch import nn
 
 from facefit.models.base import FaceEmbedder, he_init_
 from facefit.models.contract import EmbeddingContract
-from facefit.models.iresnet import ARCFACE_CHIP_112, match_checkpoint
+from facefit.models.iresnet import ARCFACE_CHIP_112
 from facefit.models.registry import register_model
+from facefit.models.weights import match_checkpoint
 
 Size = int | tuple[int, int]
 

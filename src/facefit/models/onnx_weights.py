@@ -156,7 +156,7 @@ def onnx_state(model: FaceEmbedder, path: Path, filter_fn: FilterFn, fmt: str, w
         return cached[0]
     try:
         state = filter_fn(read_onnx_layers(path), model)
-    except Exception as exc:  # noqa: BLE001 - protobuf, onnx and mapping errors all mean "not this model's file"
+    except Exception as exc:  # protobuf, onnx and mapping errors all mean "not this model's file"
         reason = " ".join(str(exc).split())[:300] or type(exc).__name__
         raise WeightsNotFoundError(f"{path}: not {what}: {reason}") from None
     _save_cache(cache, state, {"format": fmt, "source_sha256": digest})

@@ -31,6 +31,13 @@ class ModelSpec:
     pretrained: PretrainedCfg | None
     description: str
 
+    @property
+    def checkpoint_filter(self) -> Callable | None:
+        """``checkpoint_filter_fn(state_dict, model)`` of the architecture's module: other projects' weights in."""
+        import sys
+
+        return getattr(sys.modules[self.builder.__module__], "checkpoint_filter_fn", None)
+
 
 _REGISTRY: dict[str, ModelSpec] = {}
 

@@ -68,7 +68,7 @@ def create_app(settings: ServeSettings | None = None, state: ServeState | None =
     return app
 
 
-def _with_bearer(app: FastAPI):  # noqa: ANN202 - FastAPI's openapi() replacement
+def _with_bearer(app: FastAPI):  # FastAPI's openapi() replacement
     """``app.openapi`` with the bearer scheme declared for every operation (so /docs has Authorize) but
     /health."""
     from fastapi.openapi.utils import get_openapi

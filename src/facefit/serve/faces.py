@@ -23,10 +23,10 @@ def detect(state: ServeState, upload: ImageBytes, policy: str = "all") -> list[F
     from facefit.gallery.enrol import load_working, scale_face
 
     try:
-        with state.decode_slot() as aligner:
+        with state.decode_slot() as engine:
             image, factor = load_working(upload, max_side=state.settings.max_side,
                                          limit_pixels=state.settings.max_pixels)
-            faces = aligner(image, policy)
+            faces = engine.find(image, policy)
             del image
     except ImageError as exc:
         raise HTTPException(status.HTTP_422_UNPROCESSABLE_CONTENT, str(exc)) from None
@@ -42,8 +42,8 @@ def prepare(state: ServeState, uploads: list[ImageBytes], choice: str | int | No
     out = Prepared()
     for upload in uploads:
         try:
-            with state.decode_slot() as aligner:
-                part = prepare_faces([upload], state.model, aligner, choice=choice, max_side=state.settings.max_side,
+            with state.decode_slot() as engine:
+                part = prepare_faces([upload], engine, choice=choice, max_side=state.settings.max_side,
                                      limit_pixels=state.settings.max_pixels)
         except BusyError:
             raise HTTPException(status.HTTP_503_SERVICE_UNAVAILABLE, BUSY) from None

@@ -16,7 +16,7 @@ from typing import Any
 from facefit.serve.settings import ServeSettings
 
 
-def run(app: Any, settings: ServeSettings, host: str, port: int) -> None:  # noqa: ANN401 - an ASGI app
+def run(app: Any, settings: ServeSettings, host: str, port: int) -> None:  # an ASGI app
     """Serve ``app`` until interrupted."""
     import uvicorn
 

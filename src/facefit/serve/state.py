@@ -1,15 +1,15 @@
-"""What the server holds while it runs: the model, pooled aligners (decode slots) and a thread-confined gallery."""
+"""What the server holds while it runs: the model's engine, decode slots and a thread-confined gallery."""
 
 from __future__ import annotations
 
 import functools
-import queue
+import threading
 from collections.abc import Callable, Iterator
 from concurrent.futures import ThreadPoolExecutor
 from contextlib import contextmanager
 from typing import TypeVar
 
-from facefit.align.aligner import AlignConfig, FaceAligner, FacePolicy
+from facefit.engine import FaceEngine
 from facefit.errors import FacefitError
 from facefit.gallery.gallery import Gallery
 from facefit.gallery.location import is_postgres
@@ -95,12 +95,11 @@ class ServeState:
     def __init__(self, settings: ServeSettings, model: FaceEmbedder, gallery: GalleryWorker | None) -> None:
         self.settings = settings
         self.model = model
+        self.engine = FaceEngine(model, detector=self.detector_name)
         self.gallery = gallery
-        # One aligner per slot, made on first use. dlib's detectors keep scratch buffers sized to the last
-        # image (about 115 MB after a large photo), so aligners are pooled rather than one per thread.
-        self._slots: queue.Queue[FaceAligner | None] = queue.Queue()
-        for _ in range(settings.max_decodes):
-            self._slots.put(None)
+        # dlib's detectors keep scratch buffers sized to the last image (about 115 MB after a large photo):
+        # bounding the photos worked on at once also bounds the engine's pool of aligners.
+        self._slots = threading.BoundedSemaphore(settings.max_decodes)
 
     @property
     def detector_name(self) -> str | None:
@@ -108,20 +107,15 @@ class ServeState:
         return None if self.settings.detector == "model" else self.settings.detector
 
     @contextmanager
-    def decode_slot(self) -> Iterator[FaceAligner]:
-        """An aligner of its own for one photo's decoding, detection and alignment; at most ``max_decodes``
-        photos are worked on at once, so their memory is bounded. Raises BusyError after ``decode_wait_s``."""
+    def decode_slot(self) -> Iterator[FaceEngine]:
+        """The engine, for one photo's decoding, detection and alignment; at most ``max_decodes`` photos are
+        worked on at once, so their memory is bounded. Raises BusyError after ``decode_wait_s``."""
+        if not self._slots.acquire(timeout=self.settings.decode_wait_s):
+            raise BusyError
         try:
-            aligner = self._slots.get(timeout=self.settings.decode_wait_s)
-        except queue.Empty:
-            raise BusyError from None
-        try:
-            if aligner is None:
-                aligner = FaceAligner(AlignConfig.for_model(self.model, detector=self.detector_name,
-                                                            faces=FacePolicy.all))
-            yield aligner
+            yield self.engine
         finally:
-            self._slots.put(aligner)
+            self._slots.release()
             _release_memory()
 
     def close(self) -> None:

@@ -91,8 +91,8 @@ class StreamRunner:
     Without a gallery faces are detected and tracked but not identified.
     """
 
-    def __init__(self, config: StreamConfig, model=None, gallery=None) -> None:  # noqa: ANN001
-        from facefit.align.aligner import AlignConfig, FaceAligner, FacePolicy
+    def __init__(self, config: StreamConfig, model=None, gallery=None) -> None:
+        from facefit.engine import FaceEngine
         from facefit.stream.detect import FrameDetector
 
         if gallery is not None and model is None:
@@ -107,8 +107,8 @@ class StreamRunner:
                 self.threshold = gallery.default_threshold()
             gallery.index()  # built (or loaded) now, so that neither errors nor build time land mid-stream
         self.detector = FrameDetector(config.min_face)
-        # Boxes come from the frame detector and its tracker; the aligner finds each model's landmarks in them.
-        self.aligner = FaceAligner(AlignConfig.for_model(model, faces=FacePolicy.all)) if model is not None else None
+        # Boxes come from the frame detector and its tracker; the engine finds each model's landmarks in them.
+        self.engine = FaceEngine(model) if model is not None else None
         if model is not None:
             # The first call builds the inference copies; do it now rather than when the first face appears.
             model.warm_up()
@@ -118,7 +118,7 @@ class StreamRunner:
         """Ask the loop to finish after the current frame (safe from a signal handler)."""
         self._stop = True
 
-    def run(self, source: VideoSource, *, video=None, events: EventLog | None = None, window=None,  # noqa: ANN001
+    def run(self, source: VideoSource, *, video=None, events: EventLog | None = None, window=None,
             draw: bool | None = None, on_frame: FrameHook | None = None) -> StreamStats:
         """Process the source until it ends, ``max_frames``, Ctrl-C or ``stop()``; tracks still open are logged."""
         import cv2
@@ -193,7 +193,7 @@ class StreamRunner:
         if not due:
             return 0
         rgb = frame.rgb()
-        embeddings = self.model.embed_faces([self.aligner.align_box(rgb, t.box) for t in due])
+        embeddings = self.engine.embed([self.engine.align_box(rgb, t.box) for t in due])
         for track, answer in zip(due, self.gallery.identify(embeddings, self.model, threshold=self.threshold)):
             track.identity.add(answer.name, answer.distance, track.hits)
         return len(due)

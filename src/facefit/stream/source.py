@@ -133,7 +133,7 @@ class VideoSource:
     def live(self) -> bool:
         return self.kind != "file"
 
-    def _open(self, cv2):  # noqa: ANN001, ANN202
+    def _open(self, cv2):
         if self.kind == "webcam":
             cap = cv2.VideoCapture(int(self.spec))
             if not cap.isOpened():
@@ -289,7 +289,7 @@ class VideoSource:
 class _LatestFrameReader:
     """Reads a live capture on a thread and hands out only the newest frame (cv2 releases the GIL)."""
 
-    def __init__(self, cap, timeout_s: float) -> None:  # noqa: ANN001
+    def __init__(self, cap, timeout_s: float) -> None:
         self._cap = cap
         self._timeout_s = timeout_s
         self._cond = threading.Condition()

@@ -69,7 +69,7 @@ class Y4mWriter:
         if size[0] % 2 or size[1] % 2:
             raise UsageError(f"{path}: a .y4m video needs an even width and height, not {size[0]}x{size[1]}")
         rate = Fraction(fps).limit_denominator(1001)
-        self._file = open(path, "wb")  # noqa: SIM115 - closed by release(), like OpenCV's writer
+        self._file = open(path, "wb")  # closed by release(), like OpenCV's writer
         self._file.write(f"YUV4MPEG2 W{size[0]} H{size[1]} F{rate.numerator}:{rate.denominator} Ip A1:1 "
                          f"C420jpeg\n".encode())
 

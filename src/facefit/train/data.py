@@ -14,11 +14,12 @@ from pathlib import Path
 import numpy as np
 
 from facefit.align.aligner import AlignConfig, FacePolicy
-from facefit.align.cached import ProgressFactory, cached_chips, content_digest, hash_files, no_progress
+from facefit.align.cached import cached_chips, content_digest, hash_files
 from facefit.align.recipe import AlignRecipe
 from facefit.data.folders import IdentityFolders
 from facefit.errors import FacefitError, UsageError
 from facefit.io.cache import EvalCache
+from facefit.io.progress import ProgressFactory, no_progress
 from facefit.train.config import DataConfig
 
 

@@ -17,9 +17,9 @@ from typing import Any
 
 import numpy as np
 
-from facefit.align.cached import ProgressFactory, no_progress
 from facefit.errors import UsageError
 from facefit.io.cache import EvalCache
+from facefit.io.progress import ProgressFactory, no_progress
 from facefit.models.base import FaceEmbedder
 from facefit.models.ensemble import EnsembleEmbedder, ensemble_contract, fit_weights, normalise_weights
 from facefit.models.ensemble_io import MemberSource, save_ensemble
@@ -105,14 +105,14 @@ def member_scores(members: list[FaceEmbedder], persons: list, cache: EvalCache, 
 
     Returns (scores per member, same, folds).
     """
-    from facefit.eval.run import EvalOptions, embed_images
+    from facefit.engine.cached import EmbedOptions, embed_images
     from facefit.train.validate import held_out_pairs
 
     images = [p for _, imgs in persons for p in imgs]
     labels = np.array([k for k, (_, imgs) in enumerate(persons) for _ in imgs], dtype=np.int64)
     a, b, same, folds = held_out_pairs(labels, seed)
     # One detector for every member (the first member's), as the ensemble itself finds faces.
-    options = EvalOptions(metric="cosine", detector=members[0].recipes[0].own_detector, faces="largest",
+    options = EmbedOptions(detector=members[0].recipes[0].own_detector, faces="largest",
                           workers=workers)
     got = embed_images(images, [(f"m{i}", m) for i, m in enumerate(members)], options, cache, progress=progress)
     scores = []

@@ -26,8 +26,8 @@ from typing import Any
 import numpy as np
 import torch
 
-from facefit.align.cached import ProgressFactory, no_progress
 from facefit.errors import UsageError
+from facefit.io.progress import ProgressFactory, no_progress
 from facefit.train.checkpoint import Progress
 from facefit.train.config import TrainConfig
 from facefit.train.rundir import CKPT_DIR, is_fresh, remove_failed_start
@@ -92,12 +92,12 @@ def _better(value: float, best: float | None, metric: str) -> bool:
 def _load_data(cfg: TrainConfig, recipe: Any, dist: Any, progress: ProgressFactory,
                log: Callable[[str], None]) -> tuple[Any, np.ndarray | None, Any]:
     """The aligned training chips, the anchor chips (or None) and the validator (rank 0 only, or None)."""
-    from facefit.io.assets import cache_dir
+    from facefit.io.assets import eval_cache_path
     from facefit.io.cache import EvalCache
     from facefit.train.data import prepare_anchors, prepare_data, val_overlap_note
     from facefit.train.validate import PairsValidator
 
-    with EvalCache(cache_dir() / "eval-cache.sqlite") as cache:
+    with EvalCache(eval_cache_path()) as cache:
         bar = progress if dist.main else no_progress
         data = _main_rank_first(dist, lambda: prepare_data(cfg.data, recipe, cache, seed=cfg.seed,
                                                            workers=cfg.workers, progress=bar))

@@ -31,7 +31,7 @@ def base_architecture(base: str) -> str:
         if is_model_dir(folder):
             try:
                 return read_model_meta(folder)[0].architecture
-            except Exception:  # noqa: BLE001 - a bad folder is reported when the model is loaded
+            except Exception:  # a bad folder is reported when the model is loaded
                 return base
     return base
 

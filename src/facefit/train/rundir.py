@@ -6,6 +6,7 @@ import json
 import os
 import shutil
 import subprocess
+from collections.abc import Sequence
 from datetime import UTC, datetime
 from pathlib import Path
 
@@ -30,6 +31,28 @@ def git_revision() -> str:
 def is_fresh(run_dir: Path, resume: bool) -> bool:
     """Whether a run here would start a new folder (absent or empty), not continue one."""
     return not resume and not (run_dir.exists() and run_dir.is_dir() and any(run_dir.iterdir()))
+
+
+RESUMABLE = ("device", "workers")  # where a resumed run may run differently; everything else is the run's own
+
+
+def resume_config(run_dir: Path, *, changed: Sequence[str] = (), overrides: dict[str, object] | None = None
+                  ) -> TrainConfig:
+    """The config a resumed run continues with: its own ``config.yaml``, exactly.
+
+    ``changed`` names settings the caller was asked to change (data, output folder, config values): any is
+    an error, since a run cannot change mid-way. ``overrides`` may set only ``RESUMABLE`` keys.
+    """
+    if changed:
+        raise UsageError(f"{run_dir}: a resumed run continues with its own data, folder and config.yaml; "
+                         f"it cannot take {', '.join(changed)}")
+    wrong = sorted(k for k in (overrides or {}) if k not in RESUMABLE)
+    if wrong:
+        raise UsageError(f"{run_dir}: a resumed run cannot change {', '.join(wrong)} (only {', '.join(RESUMABLE)})")
+    cfg_path = run_dir / "config.yaml"
+    if not cfg_path.is_file():
+        raise UsageError(f"{run_dir}: not a run folder (no config.yaml), nothing to resume")
+    return load_config(cfg_path, {k: v for k, v in (overrides or {}).items() if v is not None})
 
 
 def prepare_run_dir(cfg: TrainConfig, run_dir: Path, resume: bool, command: str) -> None:

@@ -11,8 +11,8 @@ import numpy as np
 import torch
 from torch import nn
 
-from facefit.align.cached import ProgressFactory
 from facefit.errors import FacefitError
+from facefit.io.progress import ProgressFactory
 from facefit.models.base import FaceEmbedder
 from facefit.train.augment import augment
 from facefit.train.config import TrainConfig

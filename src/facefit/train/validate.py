@@ -16,11 +16,12 @@ import torch
 import torch.nn.functional as F
 
 from facefit.align.aligner import AlignConfig, FacePolicy
-from facefit.align.cached import ProgressFactory, cached_chips, no_progress
+from facefit.align.cached import cached_chips
 from facefit.align.recipe import AlignRecipe
 from facefit.data.pairs import PairSet, read_pairs
 from facefit.distances import paired_distances
 from facefit.io.cache import EvalCache
+from facefit.io.progress import ProgressFactory, no_progress
 from facefit.models.base import FaceEmbedder
 
 

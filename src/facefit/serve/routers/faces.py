@@ -29,7 +29,7 @@ router = APIRouter(tags=["faces"])
 def embed(state: State, form: Annotated[OneImage, Form()], q: Annotated[EmbedQuery, Query()]) -> EmbedResponse:
     """Every face of the photo (or the largest / most central one) with its raw embedding."""
     faces = detect(state, read_upload(form.image, "image", state), q.faces)
-    emb = state.model.embed_faces(faces)
+    emb = state.engine.embed(faces)
     return EmbedResponse(contract_id=state.model.contract.id,
                          faces=[EmbeddedFace(**box_of(f).model_dump(), embedding=[float(v) for v in e])
                                 for f, e in zip(faces, emb)])
@@ -48,7 +48,7 @@ def verify(state: State, form: Annotated[TwoImages, Form()], q: Annotated[Verify
     threshold, source = chosen.require(), chosen.source  # none: a 422 that says what would give one
     a = one_face(state, read_upload(form.image_a, "image_a", state))
     b = one_face(state, read_upload(form.image_b, "image_b", state))
-    emb = state.model.embed_faces([a, b])
+    emb = state.engine.embed([a, b])
     distance = float(paired_distances(emb[:1], emb[1:], metric)[0])
     return VerifyResponse(same=distance <= threshold, distance=round(distance, 6), threshold=float(threshold),
                           threshold_source=source, metric=metric, face_a=box_of(a), face_b=box_of(b))
@@ -59,9 +59,9 @@ def identify(state: State, gallery: GalleryDep, form: Annotated[OneImage, Form()
              q: Annotated[IdentifyQuery, Query()]) -> IdentifyResponse:
     """1:N, open set: each face of the photo is an enrolled person or unknown."""
     faces = detect(state, read_upload(form.image, "image", state), "all")[: state.settings.max_faces]
-    emb = state.model.embed_faces(faces) if faces else None
+    emb = state.engine.embed(faces) if faces else None
 
-    def search(g):  # noqa: ANN001, ANN202 - runs on the gallery's thread
+    def search(g):  # runs on the gallery's thread
         from facefit.gallery.store import GalleryError
         from facefit.models.thresholds import choose_threshold
 

@@ -39,7 +39,7 @@ class FaceRoute(RoleRoute):
 router = APIRouter(prefix="/persons", tags=["persons"], route_class=FaceRoute)
 
 
-def _owned(g: Any, name: str, face_id: int) -> int:  # noqa: ANN401 - a Gallery, on its own thread
+def _owned(g: Any, name: str, face_id: int) -> int:  # a Gallery, on its own thread
     """How many faces ``name`` has, after checking that ``face_id`` is one of them."""
     faces = g.faces(name)  # an unknown name raises UnknownPersonError: 404
     if all(f.id != face_id for f in faces):
@@ -53,7 +53,7 @@ def remove_face(name: Name, face_id: FaceId, gallery: GalleryDep) -> RemovedFace
     """Remove one of a person's faces (its embedding and crop); removing the last one removes the person.
     Needs the admin role."""
 
-    def remove(g: Any) -> int:  # noqa: ANN401 - on the gallery's thread, so nothing changes between the two
+    def remove(g: Any) -> int:  # on the gallery's thread, so nothing changes between the two
         n = _owned(g, name, face_id)
         g.remove_face(face_id)
         return n - 1
@@ -67,7 +67,7 @@ def remove_face(name: Name, face_id: FaceId, gallery: GalleryDep) -> RemovedFace
 def face_crop(name: Name, face_id: FaceId, gallery: GalleryDep) -> Response:
     """The face's stored crop (a loose crop around the face, as enrolled), as a JPEG image."""
 
-    def crop(g: Any) -> bytes | None:  # noqa: ANN401
+    def crop(g: Any) -> bytes | None:
         _owned(g, name, face_id)
         return g.store.crop(face_id).jpeg
 

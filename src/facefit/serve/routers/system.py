@@ -45,7 +45,7 @@ async def health(state: State, response: Response) -> Health:
                   + _public(state.gallery, problem))
 
 
-def probe(g: Any) -> tuple[int, int]:  # noqa: ANN401 - a Gallery, on its own thread
+def probe(g: Any) -> tuple[int, int]:  # a Gallery, on its own thread
     """Read what the gallery endpoints read: the model binding, the persons and the search index.
 
     The index is kept in memory and rebuilt only after a change, so a probe of an unchanged gallery is cheap;

@@ -1,0 +1,108 @@
+"""The one path from photos to embeddings: every way in (one photo in memory, files, the cached set) agrees.
+
+Real Yale photos (one face each) through dlib-resnet and SFace, and an ensemble of both, whose members
+need different crops of the same face.
+"""
+
+from __future__ import annotations
+
+import threading
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from facefit.align import detect_and_align
+from facefit.engine import EmbedOptions, FaceEngine, embed_images
+from facefit.io.cache import EvalCache
+from facefit.io.images import load_image
+from facefit.models import create_model
+from facefit.models.ensemble import EnsembleEmbedder
+
+
+@pytest.fixture(scope="module")
+def sface():
+    return create_model("sface")
+
+
+@pytest.fixture(scope="module")
+def photos(yale_files: list[Path]) -> list[Path]:
+    """One frontal photo of each of eight subjects."""
+    return [p for p in yale_files if p.name.endswith("normal.png")][:8]
+
+
+def test_find_is_the_models_own_alignment(model, sface, photos: list[Path]) -> None:
+    image = load_image(photos[0])
+    for net in (model, sface):
+        found = FaceEngine(net).find(image)
+        ref = detect_and_align(image, recipe=net.contract.align)
+        assert len(found) == len(ref) == 1
+        assert found[0].chip.shape == (*net.contract.input_size, 3)  # never another model's chip size
+        np.testing.assert_array_equal(found[0].chip, ref[0].chip)
+        np.testing.assert_array_equal(detect_and_align(image, model=net)[0].chip, ref[0].chip)
+
+
+def test_in_memory_and_file_paths_give_the_same_embeddings(model, sface, photos: list[Path], tmp_path: Path) -> None:
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    for net in (model, sface):
+        engine = FaceEngine(net, faces="largest", workers=1, batch_size=3)  # batches of 3: several flushes
+        got = engine.embed_files([*photos[:4], bad, *photos[4:]])
+        assert got.paths == [str(p) for p in photos]
+        assert [Path(p).name for p, _ in got.failures] == ["broken.png"] and got.n_images == len(photos) + 1
+        one_by_one = np.stack([engine.represent(load_image(p))[0][1] for p in photos])
+        np.testing.assert_allclose(got.embeddings, one_by_one, atol=1e-5)
+
+
+def test_cached_path_matches_the_file_path_and_is_reused(model, sface, photos: list[Path], tmp_path: Path) -> None:
+    options = EmbedOptions(faces="center", workers=1, batch_size=5)
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        first = embed_images(photos, [("dlib", model), ("sface", sface)], options, cache)
+        assert first.detected_now == 2 * len(photos)  # two detection setups (hog, yunet): one pass each
+        assert first.embedded_now == [len(photos)] * 2 and not first.no_face
+        again = embed_images(photos, [("sface", sface), ("dlib", model)], options, cache)
+        assert again.detected_now == 0 and again.embedded_now == [0, 0]  # all from the cache
+    for k, net in enumerate((model, sface)):
+        files = FaceEngine(net, faces="center", workers=1).embed_files(photos).embeddings
+        cached = np.stack([first.embeddings[k][p] for p in photos])
+        np.testing.assert_allclose(cached, files, atol=1e-5)
+        np.testing.assert_array_equal(np.stack([again.embeddings[1 - k][p] for p in photos]), cached)
+
+
+def test_an_ensemble_gets_each_members_crop_on_every_path(model, sface, photos: list[Path], tmp_path: Path) -> None:
+    ens = EnsembleEmbedder([sface, model], [0.4, 0.6])
+    files = FaceEngine(ens, faces="center", workers=1).embed_files(photos[:4]).embeddings
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        got = embed_images(photos[:4], [("ens", ens)], EmbedOptions(faces="center", workers=1), cache)
+    np.testing.assert_allclose(np.stack([got.embeddings[0][p] for p in photos[:4]]), files, atol=1e-5)
+    single = FaceEngine(ens).represent(load_image(photos[0]))
+    np.testing.assert_allclose(single[0][1], files[0], atol=1e-5)
+
+
+def test_images_without_a_face_get_the_fallback_chip(model, photos: list[Path], tmp_path: Path) -> None:
+    from PIL import Image
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 243), (128, 128, 128)).save(blank)
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        got = embed_images([*photos, blank], [("dlib", model)], EmbedOptions(workers=1), cache)
+    assert got.no_face == [blank] and blank in got.embeddings[0]  # kept, not dropped
+
+
+def test_one_engine_serves_many_threads(model, photos: list[Path]) -> None:
+    engine = FaceEngine(model)
+    images = [load_image(p) for p in photos[:4]]
+    expected = [engine.find(im)[0].chip for im in images]
+    results: dict[int, list[np.ndarray]] = {}
+
+    def work(k: int) -> None:
+        results[k] = [engine.find(im)[0].chip for im in images]
+
+    threads = [threading.Thread(target=work, args=(k,)) for k in range(4)]
+    for t in threads:
+        t.start()
+    for t in threads:
+        t.join()
+    for k in range(4):
+        for a, b in zip(results[k], expected):
+            np.testing.assert_array_equal(a, b)
