@@ -106,3 +106,33 @@ def test_one_engine_serves_many_threads(model, photos: list[Path]) -> None:
     for k in range(4):
         for a, b in zip(results[k], expected):
             np.testing.assert_array_equal(a, b)
+
+
+def test_auto_precision_is_measured_before_the_alignment_workers_start(yale_files: list[Path], tmp_path: Path,
+                                                                       monkeypatch: pytest.MonkeyPatch) -> None:
+    """Measured while workers keep the cores busy (or with torch cut to the cores they leave), bf16's gain
+    hides, and the machine's choice is cached: so ``auto`` is settled first, on real faces, alone."""
+    import multiprocessing
+
+    import torch
+
+    from facefit.models import precision as prec
+
+    seen: list[tuple[int, int, int]] = []
+
+    def rates(net, chips):
+        seen.append((len(chips), torch.get_num_threads(), len(multiprocessing.active_children())))
+        return 100.0, 200.0, 1.0
+
+    monkeypatch.setattr(prec, "measure_rates", rates)
+    monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
+    monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
+    threads = torch.get_num_threads()
+    files = create_model("dlib-resnet", precision="auto")
+    photos = yale_files[:24]  # enough for worker processes, and for evaluation to share the cores with them
+    FaceEngine(files, workers=2).embed_files(photos)
+    cached = create_model("sface", precision="auto")
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        embed_images(photos, [("sface", cached)], EmbedOptions(workers=2), cache)
+    assert seen == [(8, threads, 0), (8, threads, 0)]
+    assert files.precision == cached.precision == "bf16"

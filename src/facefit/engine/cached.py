@@ -17,10 +17,13 @@ import numpy as np
 from facefit.align.aligner import AlignConfig, FacePolicy
 from facefit.align.cached import CachedCuts, det_key, hash_files
 from facefit.engine.batcher import ViewBatcher
+from facefit.engine.engine import settle_precision
 from facefit.io.cache import EvalCache
 from facefit.io.progress import ProgressFactory, no_progress
 from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
+
+SHARE_MIN = 16  # images to detect before detection workers get cores of their own
 
 
 @dataclass(frozen=True)
@@ -206,6 +209,9 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[FaceEmbe
         return tuple(dict.fromkeys(r for c in caches if c.needs(s, provenance) for r in c.model.recipes))
 
     cuts = CachedCuts(images, sha, config, cache, wanted=wanted, workers=options.workers, progress=progress)
+    if cuts.detected_now >= SHARE_MIN:  # workers and a reduced torch are coming: measure ``auto`` before them
+        for m in models:
+            settle_precision(m, images, config)
     detected = [s for s in dict.fromkeys(sha[p] for p in images) if s in cuts.dets and cuts.dets[s].status == "face"]
     for c in caches:
         c.check(detected, dict.fromkeys(detected, "det"))
@@ -231,7 +237,7 @@ class _share_cores:
 
         w = default_workers() if workers is None else workers
         # Only detection keeps the workers busy; cutting chips from cached landmarks is light.
-        self.threads = max(1, (os.cpu_count() or 1) - w) if w > 1 and n_detect >= 16 else None
+        self.threads = max(1, (os.cpu_count() or 1) - w) if w > 1 and n_detect >= SHARE_MIN else None
 
     def __enter__(self) -> None:
         import torch

@@ -62,6 +62,52 @@ def _pool(config: AlignConfig) -> queue.SimpleQueue[FaceAligner]:
         return _POOLS.setdefault(config, queue.SimpleQueue())
 
 
+SETTLE_FACES = 8  # real faces ``auto`` precision is measured on
+SETTLE_TRIES = 32  # photos tried to find them
+
+
+def settle_precision(model: FaceEmbedder, files: Sequence[Path], config: AlignConfig) -> None:
+    """Measure ``auto`` precision now, in this process alone, on faces of the first photos.
+
+    Left to the first batch, the measurement would run while alignment workers keep every core busy
+    (and, in evaluation, with torch cut to the cores they leave), which hides bf16's gain: a machine's
+    choice is cached, so a measurement skewed once stays wrong.
+    """
+    from facefit.io.images import load_image
+
+    units = list(getattr(model, "members", None) or [model])
+    if all(m.known_precision() is not None for m in units):
+        return
+    faces: list[Face] = []
+    with _borrow(config) as aligner:
+        for path in list(files)[:SETTLE_TRIES]:
+            try:
+                found = aligner(load_image(path), "largest")
+            except Exception:  # a bad photo is reported by the run itself, not here
+                continue
+            faces += found[:1]
+            if len(faces) >= SETTLE_FACES:
+                break
+    if not faces:
+        return  # measured at the first batch instead
+    for m in units:
+        if m.known_precision() is None:
+            m.resolve_precision(np.stack([f.chip_for(m.contract.align) for f in faces]))
+
+
+@contextmanager
+def _borrow(config: AlignConfig) -> Iterator[FaceAligner]:
+    pool = _pool(config)
+    try:
+        aligner = pool.get_nowait()
+    except queue.Empty:
+        aligner = FaceAligner(config)
+    try:
+        yield aligner
+    finally:
+        pool.put(aligner)
+
+
 class FaceEngine:
     """``model`` with its face finding: detector (None: the model's own), face policy, workers, batch size.
 
@@ -80,15 +126,8 @@ class FaceEngine:
     @contextmanager
     def aligner(self) -> Iterator[FaceAligner]:
         """An aligner for this thread's use while the block runs."""
-        pool = _pool(self.config)
-        try:
-            aligner = pool.get_nowait()
-        except queue.Empty:
-            aligner = FaceAligner(self.config)
-        try:
+        with _borrow(self.config) as aligner:
             yield aligner
-        finally:
-            pool.put(aligner)
 
     def find(self, image: np.ndarray, faces: FacePolicy | str | None = None) -> list[Face]:
         """The faces of an RGB image under ``faces`` (default: the engine's policy), aligned for the model."""
@@ -119,6 +158,8 @@ class FaceEngine:
         if aligned and len(model.recipes) > 1:
             raise UsageError(f"{model.contract.name or 'this ensemble'} needs {len(model.recipes)} kinds of chips "
                              f"of each face; already aligned chips fit one model only")
+        if not aligned:
+            settle_precision(model, files, self.config)
         result = EmbeddedFaces(chips=[] if keep_chips else None)
         parts: list[np.ndarray] = []
         batcher: ViewBatcher[int] = ViewBatcher(model, lambda _k, emb, flipped: parts.append(emb),
