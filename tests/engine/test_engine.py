@@ -136,3 +136,37 @@ def test_auto_precision_is_measured_before_the_alignment_workers_start(yale_file
         embed_images(photos, [("sface", cached)], EmbedOptions(workers=2), cache)
     assert seen == [(8, threads, 0), (8, threads, 0)]
     assert files.precision == cached.precision == "bf16"
+
+
+def test_an_unreadable_image_loses_none_of_the_others_embeddings(model, photos: list[Path], tmp_path: Path) -> None:
+    from facefit.errors import FacefitError
+
+    bad = tmp_path / "broken.png"
+    bad.write_bytes(b"\x89PNG not really")
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        with pytest.raises(FacefitError, match="broken.png"):
+            embed_images([*photos, bad], [("dlib", model)], EmbedOptions(workers=1, batch_size=64), cache)
+        again = embed_images(photos, [("dlib", model)], EmbedOptions(workers=1), cache)
+    assert again.embedded_now == [0]
+
+
+def test_fallback_embeddings_are_reused_when_auto_is_settled_mid_run(photos: list[Path], tmp_path: Path,
+                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+    from PIL import Image
+
+    from facefit.models import precision as prec
+
+    blank = tmp_path / "blank.png"
+    Image.new("RGB", (320, 243), (128, 128, 128)).save(blank)
+    images = [*photos, blank]
+    with EvalCache(tmp_path / "cache.sqlite") as cache:
+        embed_images(images, [("dlib", create_model("dlib-resnet", precision="fp32"))], EmbedOptions(workers=1),
+                     cache)
+        monkeypatch.setattr(prec, "measure_rates", lambda net, chips: (100.0, 100.0, 1.0))  # auto -> fp32
+        monkeypatch.setattr(prec, "bf16_unsupported", lambda device: None)
+        monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
+        auto = create_model("dlib-resnet", precision="auto")
+        got = embed_images(images, [("dlib", auto)], EmbedOptions(workers=1), cache)
+    # Unsettled, the detected faces are embedded again (that is how auto measures); the fallback chip, checked
+    # once the precision is known, comes from the cache.
+    assert auto.precision == "fp32" and got.embedded_now == [len(photos)] and got.no_face == [blank]

@@ -74,3 +74,39 @@ def test_cli_model_takes_arch_equals_path(mbf_checkpoint, yale_files: list[Path]
     got = load_embeddings(out)
     assert got.embeddings.shape == (2, 512)
     assert got.contract["source"] == str(path)
+
+
+def test_a_gallery_made_with_a_peer_checkpoint_finds_it_again(mbf_checkpoint, yale_files: list[Path],
+                                                              tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    import json
+
+    from tests.reliability.cli_run import cli
+
+    path, _ = mbf_checkpoint
+    gallery = tmp_path / "g.sqlite"
+    normal = [p for p in yale_files if p.name.endswith("normal.png")]
+    code, _, err = cli(["gallery", "add", "alice", normal[0], "-g", gallery, "--model", f"mobilefacenet={path}"],
+                       capsys)
+    assert code == 0, err
+    # No --model: the gallery remembers ARCH=PATH. Other weights than a model's own carry no calibrated
+    # threshold, so one is given.
+    code, out, err = cli(["identify", normal[1], "-g", gallery, "--json", "--threshold", "10"], capsys)
+    assert code == 0, err
+    assert json.loads(out.splitlines()[0])["name"] == "alice"
+
+
+def test_a_dat_file_is_the_same_model_however_it_is_named(models_dir: Path) -> None:
+    dat = models_dir / "dlib_face_recognition_resnet_model_v1.dat"
+    assert create_model(f"dlib-resnet={dat}").contract.id == create_model(str(dat)).contract.id
+
+
+def test_peer_weights_carry_no_thresholds_of_the_shipped_ones(mbf_checkpoint) -> None:
+    path, _ = mbf_checkpoint
+    assert create_model("mobilefacenet", checkpoint_path=path).contract.thresholds == {}
+
+
+def test_labels_of_peer_checkpoints_name_the_architecture() -> None:
+    from facefit.eval.labels import model_labels
+
+    assert model_labels(["iresnet50=a/backbone.pth", "mobilefacenet=b/backbone.pth", "sface"]) == \
+        ["iresnet50:backbone", "mobilefacenet:backbone", "sface"]

@@ -132,7 +132,8 @@ class CachedCuts:
 
     def __iter__(self) -> Iterator[ImageChips]:
         yield from self._detected()
-        self.fallback = fallback_relative([self.dets[self.sha[p]] for p in self.paths])
+        # Over distinct contents: a photo given twice does not pull the median box towards itself.
+        self.fallback = fallback_relative([self.dets[s] for s in dict.fromkeys(self.sha[p] for p in self.paths)])
         self.no_face = [p for p in self.paths if self.dets[self.sha[p]].status != "face"]
         yield from self._fallbacks()
 

@@ -65,7 +65,8 @@ def bench_embed(
     end_to_end: Annotated[bool, typer.Option("--end-to-end", help="Time photos -> embeddings on LFW photos instead: "
                                                                   "detection + alignment alone, embedding alone, "
                                                                   "and the two together as `facefit embed` runs "
-                                                                  "them.")] = False,
+                                                                  "them (--batch, --threads, --seconds and "
+                                                                  "--no-dlib do not apply).")] = False,
     images: Annotated[int, typer.Option("--images", min=8, help="Photos timed with --end-to-end.")] = 300,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Alignment processes with "
                                                                            "--end-to-end.")] = None,
@@ -160,13 +161,14 @@ def _bench_end_to_end(models: list[str], data: Path | None, n: int, workers: int
     for name in models:
         net = create_model(name)
         rows += bench_end_to_end(name, net, files, workers)
-        precisions[name] = net.precision
+        precisions[name] = net.precision_choice.to_json() if net.precision_choice is not None else \
+            {"precision": net.precision}
     table = Table(title="photos -> embeddings", title_justify="left")
     for col in ("model", "stage", "photos", "faces", "seconds", "photos/s"):
         table.add_column(col, justify="left" if col in ("model", "stage") else "right")
     for r in rows:
-        table.add_row(f"{r.model} {precisions[r.model]}", r.stage, str(r.images), str(r.faces), f"{r.seconds:.1f}",
-                      f"{r.images_per_s:.1f}")
+        table.add_row(f"{r.model} {precisions[r.model]['precision']}", r.stage, str(r.images), str(r.faces),
+                      f"{r.seconds:.1f}", f"{r.images_per_s:.1f}")
     doc = {"rows": [r.as_dict() for r in rows], "photos": what, "cpus": os.cpu_count(), "torch": torch.__version__,
            "precision": precisions}
     bench_results(table, doc, as_json, out_file)

@@ -35,11 +35,15 @@ def remember_model(gallery, model: str | None) -> None:
     import os
     from pathlib import Path
 
+    from facefit.models.factory import split_checkpoint_ref
     from facefit.models.registry import is_registered
 
     if model is None or gallery.contract is None:
         return
-    ref = model if is_registered(model) else os.path.abspath(Path(model).expanduser())
+    if (peer := split_checkpoint_ref(model)) is not None:  # ARCH=PATH: the architecture and its file
+        ref = f"{peer[0]}={os.path.abspath(Path(peer[1]).expanduser())}"
+    else:
+        ref = model if is_registered(model) else os.path.abspath(Path(model).expanduser())
     gallery.store.set_model_ref(ref)
 
 

@@ -17,8 +17,8 @@ Views = dict[AlignRecipe, np.ndarray]
 class ViewBatcher(Generic[K]):
     """Collects (key, views) items and embeds them ``batch_size`` at a time.
 
-    ``sink(keys, embeddings)`` receives each batch's rows in the order added. With ``flip``, the
-    mirror images are embedded too and passed as ``sink(keys, embeddings, flipped=True)``.
+    ``sink(keys, embeddings, flipped=False)`` receives each batch's rows in the order added; with
+    ``flip``, the mirror images are embedded too and passed with ``flipped=True``.
     """
 
     def __init__(self, model: FaceEmbedder, sink: Callable[..., None], *, batch_size: int = 64,

@@ -18,6 +18,7 @@ from facefit.align.aligner import AlignConfig, FacePolicy
 from facefit.align.cached import CachedCuts, det_key, hash_files
 from facefit.engine.batcher import ViewBatcher
 from facefit.engine.engine import settle_precision
+from facefit.errors import FacefitError
 from facefit.io.cache import EvalCache
 from facefit.io.progress import ProgressFactory, no_progress
 from facefit.models.base import FaceEmbedder
@@ -204,6 +205,7 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[FaceEmbe
         if provenance != "det" and not fallback_checked:  # stage B: the fallback box is known now
             no_face = [sha[p] for p in cuts.no_face]
             for c in caches:
+                c.batcher.flush()  # settles ``auto`` precision first, which names the cache keys checked
                 c.check(no_face, {x: cuts.provenance(x) for x in no_face})
             fallback_checked = True
         return tuple(dict.fromkeys(r for c in caches if c.needs(s, provenance) for r in c.model.recipes))
@@ -215,13 +217,18 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[FaceEmbe
     detected = [s for s in dict.fromkeys(sha[p] for p in images) if s in cuts.dets and cuts.dets[s].status == "face"]
     for c in caches:
         c.check(detected, dict.fromkeys(detected, "det"))
-    with _share_cores(options.workers, cuts.detected_now):
-        for got in cuts:
-            for c in caches:
-                if c.needs(got.sha, got.provenance):
-                    c.batcher.add((got.sha, got.provenance), got.views)
+    try:
+        with _share_cores(options.workers, cuts.detected_now):
+            for got in cuts:
+                for c in caches:
+                    if c.needs(got.sha, got.provenance):
+                        c.batcher.add((got.sha, got.provenance), got.views)
+    except FacefitError:  # unreadable images: what the others gave is embedded and cached before it is reported
         for c in caches:
             c.batcher.flush()
+        raise
+    for c in caches:
+        c.batcher.flush()
     provenance_of = {sha[p]: cuts.provenance(sha[p]) for p in images}
     return [_Unit(c.gather(images, sha, provenance_of), c.batcher.count, cuts.no_face, cuts.fallback,
                   cuts.detected_now) for c in caches]

@@ -55,6 +55,7 @@ class EmbeddedFaces:
 
 _POOLS: dict[AlignConfig, queue.SimpleQueue[FaceAligner]] = {}
 _POOLS_LOCK = threading.Lock()
+MAX_IDLE = 4  # idle aligners kept per setup: each may hold ~115 MB of dlib scratch after a large photo
 
 
 def _pool(config: AlignConfig) -> queue.SimpleQueue[FaceAligner]:
@@ -105,7 +106,8 @@ def _borrow(config: AlignConfig) -> Iterator[FaceAligner]:
     try:
         yield aligner
     finally:
-        pool.put(aligner)
+        if pool.qsize() < MAX_IDLE:
+            pool.put(aligner)
 
 
 class FaceEngine:

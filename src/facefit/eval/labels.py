@@ -10,7 +10,11 @@ def model_labels(names: list[str]) -> list[str]:
     labels: list[str] = []
     for n in names:
         p = Path(n)
-        base = p.name if (p.exists() or "/" in n) else n
+        arch, sep, rest = n.partition("=")
+        if sep and not p.exists() and "/" not in arch:  # ARCH=PATH: the architecture and the file's stem
+            base = f"{arch}:{Path(rest).stem}"
+        else:
+            base = p.name if (p.exists() or "/" in n) else n
         label, k = base, 2
         while label in labels:
             label, k = f"{base}-{k}", k + 1

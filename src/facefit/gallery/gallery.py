@@ -299,4 +299,5 @@ def gallery_model(gallery: Gallery, model: str | None) -> FaceEmbedder:
         if net.contract.id == contract.id:
             return net
     raise UsageError(f"the gallery's embeddings were made with {contract.name or contract.architecture} "
-                     f"({contract.id}); pass that model with --model PATH")
+                     f"({contract.id}); pass that model with --model PATH (or ARCH=PATH for another project's "
+                     f"checkpoint)")

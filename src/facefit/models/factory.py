@@ -55,9 +55,8 @@ def create_model(
     text = os.fspath(name)
     if not text.strip():
         raise ModelNotFoundError("no model given: pass a registered name (see list_models()) or a path")
-    arch, sep, rest = text.partition("=")
-    if checkpoint_path is None and sep and is_registered(arch.strip()) and not Path(text).exists():
-        text, checkpoint_path = arch.strip(), rest
+    if checkpoint_path is None and (ref := split_checkpoint_ref(text)) is not None:
+        text, checkpoint_path = ref
     if checkpoint_path is not None:
         model = _from_checkpoint(text, Path(os.fspath(checkpoint_path)).expanduser())
     elif is_registered(text):
@@ -105,11 +104,21 @@ def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
     return model
 
 
+def split_checkpoint_ref(text: str) -> tuple[str, str] | None:
+    """``(arch, path)`` when ``text`` is ``ARCH=PATH`` with a registered ARCH (and not itself a file), else None."""
+    arch, sep, rest = text.partition("=")
+    if sep and is_registered(arch.strip()) and rest and not Path(text).exists():
+        return arch.strip(), rest
+    return None
+
+
 def _from_checkpoint(name: str, path: Path) -> FaceEmbedder:
     """A registered architecture with weights from another project's file, adapted by the architecture."""
     spec = get_spec(name)
     if not path.is_file():
         raise ModelNotFoundError(f"{path}: no such checkpoint file (for {name})")
+    if name == "dlib-resnet":
+        return _from_dlib_file(path)  # a .dat carries its own colour mean
     digest = sha256_file(path)
     model = spec.builder(spec.contract)
     if spec.pretrained is not None:  # dlib-resnet's .dat, SFace's .onnx: the format its own weights come in
@@ -123,8 +132,11 @@ def _from_checkpoint(name: str, path: Path) -> FaceEmbedder:
     else:
         state = _peer_state(name, spec.checkpoint_filter, model, path)
     model.load_state_dict(state)
+    shipped = spec.pretrained is not None and spec.pretrained.asset.sha256 == digest
+    # Thresholds were calibrated for the shipped weights: other weights must be calibrated anew (facefit eval).
     model.contract = replace(spec.contract, weights_sha256=digest, name=f"{name}:{path.stem}", source=str(path),
-                             licence="see the checkpoint's source")
+                             licence="see the checkpoint's source",
+                             **({} if shipped else {"thresholds": {}}))
     return model
 
 

@@ -51,7 +51,9 @@ def member_source(name: str) -> MemberSource:
         return MemberSource(folder=path.resolve())
     if is_model_dir(path / "model"):
         return MemberSource(folder=(path / "model").resolve())
-    raise UsageError(f"{name}: an ensemble member must be a registered model or a facefit model or run folder")
+    raise UsageError(f"{name}: an ensemble member must be a registered model or a facefit model or run folder (for "
+                     f"another project's checkpoint ARCH=PATH, save it as a model folder first: "
+                     f"facefit.save_model(facefit.create_model('ARCH=PATH'), 'DIR'))")
 
 
 def _run_config(source: MemberSource) -> Any:
