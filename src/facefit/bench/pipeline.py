@@ -14,6 +14,7 @@ from pathlib import Path
 @dataclass
 class StageRow:
     model: str
+    detector: str
     stage: str  # "detect + align", "embed", "end to end"
     images: int
     faces: int
@@ -28,12 +29,15 @@ class StageRow:
         return {**asdict(self), "images_per_s": self.images_per_s}
 
 
-def bench_end_to_end(label: str, model, files: list[Path], workers: int | None = None) -> list[StageRow]:
-    """Time ``files`` -> embeddings with ``model``: alignment alone, embedding alone, and both together."""
+def bench_end_to_end(label: str, model, files: list[Path], workers: int | None = None,
+                     detector: str | None = None) -> list[StageRow]:
+    """Time ``files`` -> embeddings with ``model``: alignment alone, embedding alone, and both together.
+
+    ``detector`` None is the model's own."""
     from facefit.align.batch import align_files, default_workers
     from facefit.engine import FaceEngine
 
-    engine = FaceEngine(model, faces="largest", workers=workers)
+    engine = FaceEngine(model, detector=detector, faces="largest", workers=workers)
     used = default_workers() if workers is None else workers
     for f in files:  # every pass reads the photos from the page cache, not the first from disk
         f.read_bytes()
@@ -47,6 +51,7 @@ def bench_end_to_end(label: str, model, files: list[Path], workers: int | None =
     t0 = time.perf_counter()
     got = engine.embed_files(files)
     total_s = time.perf_counter() - t0
-    return [StageRow(label, "detect + align", len(files), len(faces), align_s, used),
-            StageRow(label, "embed", len(files), len(faces), embed_s, used),
-            StageRow(label, "end to end", len(files), len(got), total_s, used)]
+    det = engine.config.detector
+    return [StageRow(label, det, "detect + align", len(files), len(faces), align_s, used),
+            StageRow(label, det, "embed", len(files), len(faces), embed_s, used),
+            StageRow(label, det, "end to end", len(files), len(got), total_s, used)]

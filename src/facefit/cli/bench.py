@@ -70,6 +70,9 @@ def bench_embed(
     images: Annotated[int, typer.Option("--images", min=8, help="Photos timed with --end-to-end.")] = 300,
     workers: Annotated[int | None, typer.Option("--workers", "-j", min=1, help="Alignment processes with "
                                                                            "--end-to-end.")] = None,
+    detector: Annotated[str | None, typer.Option("--detector", help="Detector with --end-to-end: hog, yunet, mmod, "
+                                                                    "auto [default: each model's own].",
+                                                 show_default=False)] = None,
     as_json: BenchJsonOpt = False,
     out_file: BenchOutOpt = None,
     overwrite: BenchOverwriteOpt = False,
@@ -79,7 +82,8 @@ def bench_embed(
     With --end-to-end: photos -> embeddings on the first LFW photos, stage by stage and together.
     """
     if end_to_end:
-        _bench_end_to_end(model or ["dlib-resnet", "sface"], data, images, workers, as_json, out_file, overwrite)
+        _bench_end_to_end(model or ["dlib-resnet", "sface"], data, images, workers, detector, as_json, out_file,
+                          overwrite)
         return
     import os
     import platform
@@ -140,8 +144,8 @@ def _photos(data: Path | None, n: int) -> tuple[list[Path], str]:
     raise UsageError("no photos to time: the data folder has neither lfw/images nor fixtures/yale (give --data DIR)")
 
 
-def _bench_end_to_end(models: list[str], data: Path | None, n: int, workers: int | None, as_json: bool,
-                      out_file: Path | None, overwrite: bool) -> None:
+def _bench_end_to_end(models: list[str], data: Path | None, n: int, workers: int | None, detector: str | None,
+                      as_json: bool, out_file: Path | None, overwrite: bool) -> None:
     import os
     import platform
 
@@ -160,14 +164,15 @@ def _bench_end_to_end(models: list[str], data: Path | None, n: int, workers: int
     rows, precisions = [], {}
     for name in models:
         net = create_model(name)
-        rows += bench_end_to_end(name, net, files, workers)
+        rows += bench_end_to_end(name, net, files, workers, detector)
         precisions[name] = net.precision_choice.to_json() if net.precision_choice is not None else \
             {"precision": net.precision}
     table = Table(title="photos -> embeddings", title_justify="left")
-    for col in ("model", "stage", "photos", "faces", "seconds", "photos/s"):
-        table.add_column(col, justify="left" if col in ("model", "stage") else "right")
+    for col in ("model", "detector", "stage", "photos", "faces", "seconds", "photos/s"):
+        table.add_column(col, justify="left" if col in ("model", "detector", "stage") else "right")
     for r in rows:
-        table.add_row(f"{r.model} {precisions[r.model]['precision']}", r.stage, str(r.images), str(r.faces),
+        table.add_row(f"{r.model} {precisions[r.model]['precision']}", r.detector, r.stage, str(r.images),
+                      str(r.faces),
                       f"{r.seconds:.1f}", f"{r.images_per_s:.1f}")
     doc = {"rows": [r.as_dict() for r in rows], "photos": what, "cpus": os.cpu_count(), "torch": torch.__version__,
            "precision": precisions}

@@ -211,9 +211,8 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[FaceEmbe
         return tuple(dict.fromkeys(r for c in caches if c.needs(s, provenance) for r in c.model.recipes))
 
     cuts = CachedCuts(images, sha, config, cache, wanted=wanted, workers=options.workers, progress=progress)
-    if cuts.detected_now >= SHARE_MIN:  # workers and a reduced torch are coming: measure ``auto`` before them
-        for m in models:
-            settle_precision(m, images, config)
+    for m in models:  # alignment workers are coming (and may cut torch's threads): measure ``auto`` before them
+        settle_precision(m, images, config)
     detected = [s for s in dict.fromkeys(sha[p] for p in images) if s in cuts.dets and cuts.dets[s].status == "face"]
     for c in caches:
         c.check(detected, dict.fromkeys(detected, "det"))
