@@ -150,8 +150,10 @@ def test_an_unreadable_image_loses_none_of_the_others_embeddings(model, photos: 
     assert again.embedded_now == [0]
 
 
-def test_fallback_embeddings_are_reused_when_auto_is_settled_mid_run(photos: list[Path], tmp_path: Path,
-                                                                     monkeypatch: pytest.MonkeyPatch) -> None:
+def test_a_run_under_auto_reuses_what_fp32_cached(photos: list[Path], tmp_path: Path,
+                                                 monkeypatch: pytest.MonkeyPatch) -> None:
+    """``auto`` is settled on the first faces before anything is looked up, so once it comes out fp32 every
+    embedding an fp32 run cached (the fallback chip's too) is used, none computed again."""
     from PIL import Image
 
     from facefit.models import precision as prec
@@ -167,6 +169,4 @@ def test_fallback_embeddings_are_reused_when_auto_is_settled_mid_run(photos: lis
         monkeypatch.setenv("FACEFIT_CACHE", str(tmp_path))
         auto = create_model("dlib-resnet", precision="auto")
         got = embed_images(images, [("dlib", auto)], EmbedOptions(workers=1), cache)
-    # Unsettled, the detected faces are embedded again (that is how auto measures); the fallback chip, checked
-    # once the precision is known, comes from the cache.
-    assert auto.precision == "fp32" and got.embedded_now == [len(photos)] and got.no_face == [blank]
+    assert auto.precision == "fp32" and got.embedded_now == [0] and got.no_face == [blank]
