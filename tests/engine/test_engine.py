@@ -134,7 +134,7 @@ def test_auto_precision_is_measured_before_the_alignment_workers_start(yale_file
     cached = create_model("sface", precision="auto")
     with EvalCache(tmp_path / "cache.sqlite") as cache:
         embed_images(photos, [("sface", cached)], EmbedOptions(workers=2), cache)
-    assert seen == [(8, threads, 0), (8, threads, 0)]
+    assert seen == [(24, threads, 0), (24, threads, 0)]  # every face of the 24 photos (up to 32)
     assert files.precision == cached.precision == "bf16"
 
 

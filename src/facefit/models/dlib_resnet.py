@@ -26,6 +26,11 @@ from facefit.models.contract import EmbeddingContract
 from facefit.models.registry import PretrainedCfg, register_model
 
 
+# batch_norm's eps: torch 2.11 refuses 0, and 1e-30 vanishes against the variance 1 in fp16, fp32 and fp64
+# alike (1 + 1e-30 == 1), so the result stays exactly x*w + b.
+AFFINE_EPS = 1e-30
+
+
 class Affine(nn.Module):
     """Per-channel scale and shift (dlib's ``affine_``: a batch norm folded into constants)."""
 
@@ -39,9 +44,9 @@ class Affine(nn.Module):
         self.register_buffer("_one", torch.ones(channels), persistent=False)
 
     def forward(self, x: torch.Tensor) -> torch.Tensor:
-        # batch_norm with statistics 0/1 and eps 0 computes exactly x*w + b, in one fused kernel whose
-        # backward is faster in training than the two broadcast ops.
-        return F.batch_norm(x, self._zero, self._one, self.weight, self.bias, False, 0.0, 0.0)
+        # batch_norm with statistics 0/1 computes exactly x*w + b, in one fused kernel whose backward is
+        # faster in training than the two broadcast ops.
+        return F.batch_norm(x, self._zero, self._one, self.weight, self.bias, False, 0.0, AFFINE_EPS)
 
 
 def pad_add(a: torch.Tensor, b: torch.Tensor) -> torch.Tensor:
