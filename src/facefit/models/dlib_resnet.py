@@ -25,7 +25,6 @@ from facefit.models.base import FaceEmbedder
 from facefit.models.contract import EmbeddingContract
 from facefit.models.registry import PretrainedCfg, register_model
 
-
 # batch_norm's eps: torch 2.11 refuses 0, and 1e-30 vanishes against the variance 1 in fp16, fp32 and fp64
 # alike (1 + 1e-30 == 1), so the result stays exactly x*w + b.
 AFFINE_EPS = 1e-30
