@@ -7,6 +7,7 @@ from pathlib import Path
 import pytest
 
 import facefit
+from facefit.errors import FacefitError
 
 
 @pytest.mark.parametrize("name", ["dlib-resnet", "sface"])
@@ -42,6 +43,16 @@ def test_identify_from_a_gallery(yale_dir: Path, tmp_path: Path) -> None:
     assert len(answers) == 1 and answers[0].name == "subject02"
     stranger = sorted((yale_dir / "subject09").glob("*.png"))[0]
     assert facefit.identify(stranger, gallery=tmp_path / "g.sqlite", threshold=0.2)[0].name is None
+    typo = tmp_path / "g2.sqlite"
+    with pytest.raises(FacefitError):
+        facefit.identify(probe, gallery=typo)
+    assert not typo.exists()  # reading a misspelt gallery never creates one
+
+
+def test_a_threshold_that_is_not_a_number_is_refused(yale_dir: Path) -> None:
+    a = sorted((yale_dir / "subject01").glob("*.png"))
+    with pytest.raises(FacefitError, match="not a finite number"):
+        facefit.verify(a[0], a[3], model="dlib-resnet", threshold=float("nan"))
 
 
 def test_public_api_names() -> None:

@@ -117,7 +117,7 @@ def identify(image: Any, gallery: Any = None, model: FaceEmbedder | str | None =
     from facefit.gallery.gallery import Gallery, gallery_model
 
     own = not isinstance(gallery, Gallery)
-    g = Gallery.open(gallery) if own else gallery
+    g = Gallery.open(gallery, create=False) if own else gallery  # a misspelt path must not make a new one
     try:
         net = _model(model) if model is not None else gallery_model(g, None)
         faces = represent(image, net)

@@ -170,3 +170,10 @@ def test_a_run_under_auto_reuses_what_fp32_cached(photos: list[Path], tmp_path: 
         auto = create_model("dlib-resnet", precision="auto")
         got = embed_images(images, [("dlib", auto)], EmbedOptions(workers=1), cache)
     assert auto.precision == "fp32" and got.embedded_now == [0] and got.no_face == [blank]
+
+
+def test_one_path_where_a_list_is_expected_is_a_clear_error(model, photos: list[Path]) -> None:
+    with pytest.raises(TypeError, match="a list of paths, not one path"):
+        FaceEngine(model).embed_files(str(photos[0]))
+    with pytest.raises(TypeError, match="a loaded model"):
+        detect_and_align(photos[0], model="sface")

@@ -54,7 +54,7 @@ def test_bad_checkpoints_are_one_clear_error(tmp_path: Path, mbf_checkpoint) -> 
         create_model(f"mobilefacenet={missing}")
     text = tmp_path / "notes.pth"
     text.write_text("not a checkpoint")
-    with pytest.raises(WeightsNotFoundError, match="notes.pth: not a PyTorch checkpoint"):
+    with pytest.raises(WeightsNotFoundError, match="notes.pth: cannot be read as a state dict"):
         create_model("mobilefacenet", checkpoint_path=text)
     path, _ = mbf_checkpoint
     with pytest.raises(WeightsNotFoundError, match=r"backbone.pth: checkpoint does not fit iresnet50 .*missing"):
@@ -110,3 +110,26 @@ def test_labels_of_peer_checkpoints_name_the_architecture() -> None:
 
     assert model_labels(["iresnet50=a/backbone.pth", "mobilefacenet=b/backbone.pth", "sface"]) == \
         ["iresnet50:backbone", "mobilefacenet:backbone", "sface"]
+
+
+def test_damaged_and_unsafe_checkpoints_are_refused(tmp_path: Path, mbf_checkpoint) -> None:
+    _, state = mbf_checkpoint
+    nan = tmp_path / "nan.pth"
+    torch.save({k: torch.full_like(v, float("nan")) if v.is_floating_point() else v for k, v in state.items()}, nan)
+    with pytest.raises(WeightsNotFoundError, match="nan.pth: .* hold NaN or infinite values"):
+        create_model(f"mobilefacenet={nan}")
+
+    class Payload:
+        def __reduce__(self):
+            return (print, ("this must never run",))
+
+    unsafe = tmp_path / "unsafe.pth"
+    torch.save({"w": Payload()}, unsafe)
+    with pytest.raises(WeightsNotFoundError, match="unsafe.pth: cannot be read as a state dict: it needs code"):
+        create_model(f"mobilefacenet={unsafe}")
+    with pytest.raises(ModelNotFoundError, match="no checkpoint path after '='"):
+        create_model("iresnet50=")
+    with pytest.raises(ModelNotFoundError, match="unknown model 'foo'"):
+        create_model("foo=bar.pth")
+    with pytest.raises(ModelNotFoundError, match="not a regular file"):
+        create_model(f"mobilefacenet={tmp_path}")

@@ -109,6 +109,11 @@ def test_resume_refuses_changed_data_and_works_from_any_folder(tiny: Path, tmp_p
     monkeypatch.chdir("/")
     stored = load_config(tmp_path / "run" / "config.yaml")
     assert stored.digest() == cfg.digest()
+    card = tmp_path / "run" / "model" / "MODEL_CARD.md"
+    card.write_text(card.read_text() + "\nmy notes\n")
+    with pytest.raises(UsageError, match="the run has finished and its model is in"):
+        train(stored, tmp_path / "run", resume=True)  # a finished run's exported model is never rewritten
+    assert card.read_text().endswith("my notes\n")
     sorted(mine.iterdir())[0].unlink()  # a person removed after the run started
     with pytest.raises(UsageError, match="the training images changed since the run started"):
         train(stored, tmp_path / "run", resume=True)

@@ -326,6 +326,8 @@ def detect_and_align(
         from facefit.io.images import load_image
 
         image = load_image(image)
+    if model is not None and not hasattr(model, "recipes"):
+        raise TypeError(f"model must be a loaded model (facefit.create_model({model!r})), not {type(model).__name__}")
     config = AlignConfig.for_model(model, detector=detector, faces=FacePolicy(faces)) if model is not None else \
         AlignConfig(detector=detector, faces=FacePolicy(faces), recipe=recipe)
     return _default_aligner(config)(image)

@@ -157,6 +157,8 @@ class FaceEngine:
         """Detect, align and embed the faces of ``files`` (aligning in worker processes); never stops on a
         bad file: each becomes a failure with its reason. ``aligned``: the files are the model's chips."""
         model = self.model
+        if isinstance(files, str | Path):
+            raise TypeError(f"embed_files takes a list of paths, not one path ({files!r}): pass [{files!r}]")
         if aligned and len(model.recipes) > 1:
             raise UsageError(f"{model.contract.name or 'this ensemble'} needs {len(model.recipes)} kinds of chips "
                              f"of each face; already aligned chips fit one model only")

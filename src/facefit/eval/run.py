@@ -93,6 +93,10 @@ def evaluate(pairs: PairSet, models: list[tuple[str, FaceEmbedder]], options: Ev
     for k, (label, model) in enumerate(models):
         emb = embedded.embeddings[k]
         metric = model_metric(model.contract, options.metric)
+        bad = [p for p, e in emb.items() if not np.isfinite(e).all()]
+        if bad:
+            raise FacefitError(f"{label}: the model gave NaN or infinite embeddings for {len(bad)} image(s) (e.g. "
+                               f"{bad[0]}); its weights are damaged")
         dist = _pair_distances(pairs, emb, folds, options, metric)
         total = verification_metrics(-dist, same, folds)
         subs = subgroup_metrics(-dist, same, folds, groups) if groups else {}

@@ -107,16 +107,22 @@ def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
 def split_checkpoint_ref(text: str) -> tuple[str, str] | None:
     """``(arch, path)`` when ``text`` is ``ARCH=PATH`` with a registered ARCH (and not itself a file), else None."""
     arch, sep, rest = text.partition("=")
-    if sep and is_registered(arch.strip()) and rest and not Path(text).exists():
-        return arch.strip(), rest
-    return None
+    if not sep or Path(text).exists() or os.sep in arch:
+        return None
+    if not is_registered(arch.strip()):
+        get_spec(arch.strip())  # "unknown model" for the architecture, with suggestions
+    if not rest.strip():
+        raise ModelNotFoundError(f"{text}: no checkpoint path after '='; give ARCH=PATH, e.g. iresnet50=backbone.pth")
+    return arch.strip(), rest
 
 
 def _from_checkpoint(name: str, path: Path) -> FaceEmbedder:
     """A registered architecture with weights from another project's file, adapted by the architecture."""
     spec = get_spec(name)
-    if not path.is_file():
+    if not path.exists():
         raise ModelNotFoundError(f"{path}: no such checkpoint file (for {name})")
+    if not path.is_file():
+        raise ModelNotFoundError(f"{path}: not a regular file; give a checkpoint file (for {name})")
     if name == "dlib-resnet":
         return _from_dlib_file(path)  # a .dat carries its own colour mean
     digest = sha256_file(path)
@@ -131,6 +137,10 @@ def _from_checkpoint(name: str, path: Path) -> FaceEmbedder:
             raise WeightsNotFoundError(f"{path}: not a {spec.pretrained.format} file for {name}: {exc}") from None
     else:
         state = _peer_state(name, spec.checkpoint_filter, model, path)
+    bad = [k for k, v in state.items() if v.is_floating_point() and not bool(torch.isfinite(v).all())]
+    if bad:
+        raise WeightsNotFoundError(f"{path}: {len(bad)} weight tensor(s) hold NaN or infinite values (e.g. "
+                                   f"{', '.join(bad[:3])}); a model cannot embed with them")
     model.load_state_dict(state)
     shipped = spec.pretrained is not None and spec.pretrained.asset.sha256 == digest
     # Thresholds were calibrated for the shipped weights: other weights must be calibrated anew (facefit eval).
@@ -144,11 +154,16 @@ def _peer_state(name: str, adapt: Callable | None, model: FaceEmbedder, path: Pa
     """A PyTorch checkpoint (``torch.save`` of a state dict, possibly wrapped) adapted to ``model``."""
     if adapt is None:
         raise WeightsNotFoundError(f"{name}: takes no foreign checkpoints (it has no checkpoint_filter_fn)")
+    import warnings
+
     try:
-        raw = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code from the file
+        with warnings.catch_warnings():
+            warnings.simplefilter("ignore")
+            raw = torch.load(path, map_location="cpu", weights_only=True)  # never unpickles code from the file
     except Exception as exc:
-        raise WeightsNotFoundError(f"{path}: not a PyTorch checkpoint torch.load can read safely: "
-                                   f"{str(exc).splitlines()[0] if str(exc) else type(exc).__name__}") from None
+        why = "it needs code or objects beyond tensors to load, which is refused" if "weights_only" in str(exc) \
+            else "not a PyTorch checkpoint file"
+        raise WeightsNotFoundError(f"{path}: cannot be read as a state dict: {why}") from None
     if not isinstance(raw, dict):
         raise WeightsNotFoundError(f"{path}: holds a {type(raw).__name__}, not a state dict")
     try:

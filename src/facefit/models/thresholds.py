@@ -9,6 +9,7 @@ files, never a command-line option.
 from __future__ import annotations
 
 import json
+import math
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Literal
@@ -91,6 +92,8 @@ def choose_threshold(contract: EmbeddingContract, task: Task, *, metric: str | N
     """
     if given is not None and calibration is not None:
         raise FacefitError("both a threshold and a calibration file were given; give one")
+    if given is not None and not math.isfinite(given):
+        raise FacefitError(f"threshold {given}: not a finite number")
     metric = metric or contract.distance
     if given is not None:
         return Threshold(float(given), given_source)

@@ -201,6 +201,11 @@ def _train(cfg: TrainConfig, run_dir: Path, *, resume: bool, progress: ProgressF
                          f"{state['data_digest'][:12]}, now {data.digest[:12]}); an exact resume needs the same "
                          f"data: put it back, or start a new run with --out")
     if state is not None and state.get("finished"):
+        from facefit.models.artifact import META_FILE
+
+        if (run_dir / "model" / META_FILE).is_file():  # its exported model (and any notes in it) stays as it is
+            raise UsageError(f"{run_dir}: the run has finished and its model is in {run_dir / 'model'}; nothing "
+                             f"to resume (to export it again, move that folder away first)")
         log(f"{run_dir}: the run had finished; exporting its best model again")
     _start_weights(cfg, model, train_set, ckpt_dir, state is not None, dist.main)
     model.to(device=device, memory_format=MEMORY_FORMAT)
