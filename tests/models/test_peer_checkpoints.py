@@ -100,9 +100,16 @@ def test_a_dat_file_is_the_same_model_however_it_is_named(models_dir: Path) -> N
     assert create_model(f"dlib-resnet={dat}").contract.id == create_model(str(dat)).contract.id
 
 
-def test_peer_weights_carry_no_thresholds_of_the_shipped_ones(mbf_checkpoint) -> None:
-    path, _ = mbf_checkpoint
-    assert create_model("mobilefacenet", checkpoint_path=path).contract.thresholds == {}
+def test_only_the_shipped_weights_keep_the_shipped_thresholds(monkeypatch: pytest.MonkeyPatch) -> None:
+    from facefit.io.assets import verified
+    from facefit.models import factory
+    from facefit.models.sface import SFACE_ONNX
+
+    shipped, _ = verified(SFACE_ONNX)
+    own = create_model("sface").contract.thresholds
+    assert own and create_model(f"sface={shipped}").contract.thresholds == own
+    monkeypatch.setattr(factory, "sha256_file", lambda path: "0" * 64)  # the same format, other weights
+    assert create_model(f"sface={shipped}").contract.thresholds == {}
 
 
 def test_labels_of_peer_checkpoints_name_the_architecture() -> None:

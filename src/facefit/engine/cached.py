@@ -211,23 +211,23 @@ def _embed_group(images: list[Path], sha: dict[Path, str], models: list[FaceEmbe
         return tuple(dict.fromkeys(r for c in caches if c.needs(s, provenance) for r in c.model.recipes))
 
     cuts = CachedCuts(images, sha, config, cache, wanted=wanted, workers=options.workers, progress=progress)
-    for m in models:  # alignment workers are coming (and may cut torch's threads): measure ``auto`` before them
-        settle_precision(m, images, config)
+    settle_precision(models, images, config)  # before alignment workers (and a cut torch) share the cores
     detected = [s for s in dict.fromkeys(sha[p] for p in images) if s in cuts.dets and cuts.dets[s].status == "face"]
     for c in caches:
         c.check(detected, dict.fromkeys(detected, "det"))
+    unreadable: FacefitError | None = None
     try:
         with _share_cores(options.workers, cuts.detected_now):
             for got in cuts:
                 for c in caches:
                     if c.needs(got.sha, got.provenance):
                         c.batcher.add((got.sha, got.provenance), got.views)
-    except FacefitError:  # unreadable images: what the others gave is embedded and cached before it is reported
-        for c in caches:
-            c.batcher.flush()
-        raise
+    except FacefitError as exc:  # unreadable images: what the others gave is embedded and cached, then reported
+        unreadable = exc
     for c in caches:
         c.batcher.flush()
+    if unreadable is not None:
+        raise unreadable
     provenance_of = {sha[p]: cuts.provenance(sha[p]) for p in images}
     return [_Unit(c.gather(images, sha, provenance_of), c.batcher.count, cuts.no_face, cuts.fallback,
                   cuts.detected_now) for c in caches]

@@ -67,8 +67,9 @@ SETTLE_FACES = 32  # real faces ``auto`` precision is measured on (precision.MEA
 SETTLE_TRIES = 64  # photos tried to find them
 
 
-def settle_precision(model: FaceEmbedder, files: Sequence[Path], config: AlignConfig) -> None:
-    """Measure ``auto`` precision now, in this process alone, on faces of the first photos.
+def settle_precision(models: Sequence[FaceEmbedder], files: Sequence[Path], config: AlignConfig) -> None:
+    """Measure ``auto`` precision of ``models`` now, in this process alone, on faces of the first photos
+    (found once for all of them: ``config`` cuts every crop they need).
 
     Left to the first batch, the measurement would run while alignment workers keep every core busy
     (and, in evaluation, with torch cut to the cores they leave), which hides bf16's gain: a machine's
@@ -76,7 +77,7 @@ def settle_precision(model: FaceEmbedder, files: Sequence[Path], config: AlignCo
     """
     from facefit.io.images import load_image
 
-    units = list(getattr(model, "members", None) or [model])
+    units = [u for m in models for u in (getattr(m, "members", None) or [m])]
     if all(m.known_precision() is not None for m in units):
         return
     faces: list[Face] = []
@@ -122,7 +123,6 @@ class FaceEngine:
                  workers: int | None = None, batch_size: int = 64) -> None:
         self.model = model
         self.config = AlignConfig.for_model(model, detector=detector, faces=FacePolicy(faces))
-        self.detector = detector
         self.workers, self.batch_size = workers, batch_size
 
     @contextmanager
@@ -163,7 +163,7 @@ class FaceEngine:
             raise UsageError(f"{model.contract.name or 'this ensemble'} needs {len(model.recipes)} kinds of chips "
                              f"of each face; already aligned chips fit one model only")
         if not aligned:
-            settle_precision(model, files, self.config)
+            settle_precision([model], files, self.config)
         result = EmbeddedFaces(chips=[] if keep_chips else None)
         parts: list[np.ndarray] = []
         batcher: ViewBatcher[int] = ViewBatcher(model, lambda _k, emb, flipped: parts.append(emb),

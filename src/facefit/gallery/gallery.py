@@ -251,22 +251,21 @@ class Gallery:
         # Crops record their landmarks' kind; older ones were cut with the gallery's model of the time.
         legacy = points_family(self.contract.align if self.contract is not None else model.contract.align)
         ids, views, missing = [], [], []
-        for crop in self.store.crops():
-            if crop.jpeg is None or crop.landmarks is None or crop.box is None:
-                missing.append(crop.face_id)
-                continue
-            try:
-                image = decode_crop(crop.jpeg)
-            except FacefitError as exc:
-                raise GalleryError(f"face {crop.face_id}: {exc}; remove it (facefit gallery remove --face "
-                                   f"{crop.face_id} --yes), then re-embed") from None
-            # The stored landmarks are the enrolling model's; the aligner re-finds them where this model's
-            # recipes need another kind (e.g. YuNet's points after dlib's).
-            with engine.aligner() as aligner:
+        with engine.aligner() as aligner:
+            for crop in self.store.crops():
+                if crop.jpeg is None or crop.landmarks is None or crop.box is None:
+                    missing.append(crop.face_id)
+                    continue
+                try:
+                    image = decode_crop(crop.jpeg)
+                except FacefitError as exc:
+                    raise GalleryError(f"face {crop.face_id}: {exc}; remove it (facefit gallery remove --face "
+                                       f"{crop.face_id} --yes), then re-embed") from None
+                # Landmarks of the kind this model's recipes need are used as stored; another kind is found anew.
                 views.append(aligner.cut_views(image, crop.box, crop.landmarks, family=crop.points or legacy))
-            ids.append(crop.face_id)
-            if on_face is not None:
-                on_face()
+                ids.append(crop.face_id)
+                if on_face is not None:
+                    on_face()
         if missing:
             shown = ", ".join(str(i) for i in missing[:10]) + (" ..." if len(missing) > 10 else "")
             raise GalleryError(f"{len(missing)} face(s) were enrolled without a stored crop (ids {shown}); remove "
