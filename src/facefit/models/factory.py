@@ -105,7 +105,10 @@ def _from_registry(name: str, pretrained: bool) -> FaceEmbedder:
 
 
 def split_checkpoint_ref(text: str) -> tuple[str, str] | None:
-    """``(arch, path)`` when ``text`` is ``ARCH=PATH`` with a registered ARCH (and not itself a file), else None."""
+    """``(arch, path)`` when ``text`` is ``ARCH=PATH`` (and not itself a path that exists), else None.
+
+    An unknown ARCH or an empty PATH is an error naming it, not a model name to look up.
+    """
     arch, sep, rest = text.partition("=")
     if not sep or Path(text).exists() or os.sep in arch:
         return None
@@ -127,7 +130,7 @@ def _from_checkpoint(name: str, path: Path) -> FaceEmbedder:
         return _from_dlib_file(path)  # a .dat carries its own colour mean
     digest = sha256_file(path)
     model = spec.builder(spec.contract)
-    if spec.pretrained is not None:  # dlib-resnet's .dat, SFace's .onnx: the format its own weights come in
+    if spec.pretrained is not None:  # e.g. SFace's .onnx: the format the model's own weights come in
         read = WEIGHT_READERS[spec.pretrained.format]
         try:
             state = read(model, path, digest)
